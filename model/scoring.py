@@ -1,0 +1,130 @@
+"""The partial-alignment score (no learned parameters), batched and chunked.
+
+This is both the training logit and the service's exact rerank kernel, so it scores Q query
+sets against N stored video sets in chunks of videos: the (Q, N, n_t, n_v) cosine tensor is
+never built whole.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Elements of the per-chunk cosine tensor (Q * chunk * n_t * n_v); 2**22 floats = 16 MiB.
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
+
+
+def _soft_pick(logits: Tensor, values: Tensor, dim: int) -> Tensor:
+    """sum over `dim` of softmax(logits) * values; masked logits are -inf (weight 0)."""
+    weights = torch.softmax(logits, dim=dim)
+    return (weights * values).sum(dim=dim)
+
+
+def pack_text(text: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Move each query's valid rows to the front and drop columns that are padding everywhere.
+
+    text: (Q, n_t, D), mask: (Q, n_t) bool -> (Q, n_max, D), (Q, n_max) where n_max is the
+    largest number of valid rows; makes scoring cost follow real query length, not context length.
+    """
+    if mask is None:
+        return text, None
+    counts = mask.sum(dim=1)  # (Q,)
+    n_max = int(counts.max().item()) if counts.numel() else 0
+    n_max = max(n_max, 1)
+    # stable sort puts valid rows first, keeping their order
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :n_max]  # (Q, n_max)
+    packed = torch.gather(text, 1, order.unsqueeze(-1).expand(-1, -1, text.shape[-1]))
+    packed_mask = torch.gather(mask, 1, order)
+    if bool(packed_mask.all()):
+        return packed, None
+    return packed, packed_mask
+
+
+def _score_block(
+    text: Tensor, text_mask: Tensor | None, videos: Tensor, video_mask: Tensor | None, tau: float
+) -> Tensor:
+    # text: (Q, n_t, D); videos: (c, n_v, D) -> (Q, c)
+    sim = torch.einsum("qid,njd->qnij", text, videos)  # (Q, c, n_t, n_v)
+    neg_inf = torch.finfo(sim.dtype).min
+    logits = sim * tau
+    row_pad = None if text_mask is None else ~text_mask[:, None, :, None]  # (Q, 1, n_t, 1)
+    col_pad = None if video_mask is None else ~video_mask[None, :, None, :]  # (1, c, 1, n_v)
+
+    # a_i: each text vector softly picks its best video vector (softmax over j)
+    logits_j = logits if col_pad is None else logits.masked_fill(col_pad, neg_inf)
+    a = _soft_pick(logits_j, sim, dim=3)  # (Q, c, n_t)
+    # b_j: each video vector softly picks its best text vector (softmax over valid i)
+    logits_i = logits if row_pad is None else logits.masked_fill(row_pad, neg_inf)
+    b = _soft_pick(logits_i, sim, dim=2)  # (Q, c, n_v)
+
+    a_logits = a * tau
+    if text_mask is not None:
+        a_logits = a_logits.masked_fill(~text_mask[:, None, :], neg_inf)
+    b_logits = b * tau
+    if video_mask is not None:
+        b_logits = b_logits.masked_fill(~video_mask[None, :, :], neg_inf)
+    t2v = _soft_pick(a_logits, a, dim=2)  # (Q, c)
+    v2t = _soft_pick(b_logits, b, dim=2)  # (Q, c)
+    return (t2v + v2t) / 2
+
+
+def partial_alignment_scores(
+    text: Tensor,
+    videos: Tensor,
+    text_mask: Tensor | None = None,
+    video_mask: Tensor | None = None,
+    tau: float = 100.0,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> Tensor:
+    """Scores of every query set against every video set.
+
+    text: (Q, n_t, D) L2-normalised rows; text_mask: (Q, n_t) True for valid rows.
+    videos: (N, n_v, D) L2-normalised rows (float16 allowed: computed in text's dtype);
+    video_mask: (N, n_v) True for valid rows (None: all valid). Returns (Q, N).
+    """
+    if text.dim() != 3 or videos.dim() != 3:
+        raise ValueError(
+            f"expected text (Q, n_t, D) and videos (N, n_v, D), got {tuple(text.shape)}, "
+            f"{tuple(videos.shape)}"
+        )
+    if text.shape[-1] != videos.shape[-1]:
+        raise ValueError(f"dimension mismatch: text D={text.shape[-1]}, videos D={videos.shape[-1]}")
+    text, text_mask = pack_text(text, text_mask)
+    n_q, n_t, _ = text.shape
+    n, n_v, _ = videos.shape
+    chunk = max(1, chunk_elements // max(1, n_q * n_t * n_v))
+    out = []
+    for start in range(0, n, chunk):
+        block = videos[start : start + chunk].to(device=text.device, dtype=text.dtype)
+        block_mask = None
+        if video_mask is not None:
+            block_mask = video_mask[start : start + chunk].to(text.device)
+        out.append(_score_block(text, text_mask, block, block_mask, tau))
+    if not out:
+        return text.new_zeros((n_q, 0))
+    return torch.cat(out, dim=1)
+
+
+def score_matrix_components(text: Tensor, video: Tensor, tau: float = 100.0) -> dict[str, Tensor]:
+    """All intermediate quantities for ONE (text set, video set) pair, for explanations.
+
+    text: (n_t, D) valid rows only; video: (n_v, D). Returns sim (n_t, n_v), a (n_t,), b (n_v,),
+    the t2v weights over text rows, the v2t weights over video rows, t2v, v2t and score.
+    """
+    sim = text @ video.T  # (n_t, n_v)
+    a = (torch.softmax(sim * tau, dim=1) * sim).sum(1)
+    b = (torch.softmax(sim * tau, dim=0) * sim).sum(0)
+    w_text = torch.softmax(a * tau, dim=0)
+    w_video = torch.softmax(b * tau, dim=0)
+    t2v = (w_text * a).sum()
+    v2t = (w_video * b).sum()
+    return {
+        "sim": sim,
+        "a": a,
+        "b": b,
+        "w_text": w_text,
+        "w_video": w_video,
+        "t2v": t2v,
+        "v2t": v2t,
+        "score": (t2v + v2t) / 2,
+    }

@@ -1,0 +1,47 @@
+"""The `t2v` command: sub-commands of the indexer, training and the service in one place."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="T2VParser semantic video search", no_args_is_help=True, pretty_exceptions_enable=False
+)
+
+
+@app.callback()
+def root() -> None:
+    """T2VParser semantic video search: index videos, search moments, train and serve models."""
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    config: str = typer.Option("t2v-tiny", help="model config name or JSON path"),
+    checkpoint: Path | None = typer.Option(None, help="T2VParser checkpoint to load"),
+) -> None:
+    """Build a model, render a few synthetic videos, and rank texts against them."""
+    from indexer.demo_rank import run_rank_demo
+    from model import CheckpointError, ConfigError, WeightsNotFoundError
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for line in run_rank_demo(config, checkpoint, Path(tmp)):
+                typer.echo(line)
+    except (ConfigError, CheckpointError, WeightsNotFoundError) as e:
+        fail(str(e))
+
+
+def main() -> None:
+    app(prog_name="t2v")
+
+
+if __name__ == "__main__":
+    main()
