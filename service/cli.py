@@ -22,12 +22,12 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
-def demo(
+@app.command("rank-demo")
+def rank_demo(
     config: str = typer.Option("t2v-tiny", help="model config name or JSON path"),
     checkpoint: Path | None = typer.Option(None, help="T2VParser checkpoint to load"),
 ) -> None:
-    """Build a model, render a few synthetic videos, and rank texts against them."""
+    """Build a model, render a few synthetic videos, and rank texts against them (no store)."""
     from indexer.demo_rank import run_rank_demo
     from model import CheckpointError, ConfigError, WeightsNotFoundError
 
@@ -37,6 +37,12 @@ def demo(
                 typer.echo(line)
     except (ConfigError, CheckpointError, WeightsNotFoundError) as e:
         fail(str(e))
+
+
+@app.command()
+def demo() -> None:
+    """The main job (the service with a demo library); until the service lands: the ranking demo."""
+    rank_demo(config="t2v-tiny", checkpoint=None)
 
 
 def main() -> None:
