@@ -20,7 +20,8 @@ class ConfigError(ValueError):
 class T2VConfig:
     backbone: str  # open_clip model name (ours in backbones/*.json are registered with open_clip)
     pretrained: str | None = None  # open_clip pretrained tag, a local weights file, or None (random init)
-    mode: Literal["trained", "zeroshot"] = "trained"  # zeroshot: plain CLIP, K=0, EOT vs frames
+    # zeroshot: plain CLIP, K=0, EOT vs frames; meanp: CLIP4Clip meanP baseline, EOT vs mean of frames
+    mode: Literal["trained", "zeroshot", "meanp"] = "trained"
     frames: int = 12  # T: frames sampled uniformly per clip
     num_tokens: int = 8  # K: decomposition (query) tokens shared by text and video
     decoder_layers: int = 8  # L: ADT decoder depth, per modality
@@ -32,20 +33,24 @@ class T2VConfig:
     name: str = ""  # registry name (file stem); informational
 
     def __post_init__(self) -> None:
-        if self.mode not in ("trained", "zeroshot"):
-            raise ConfigError(f"mode must be 'trained' or 'zeroshot', got {self.mode!r}")
+        if self.mode not in ("trained", "zeroshot", "meanp"):
+            raise ConfigError(f"mode must be 'trained', 'zeroshot' or 'meanp', got {self.mode!r}")
         if self.frames < 1:
             raise ConfigError("frames must be >= 1")
         if self.mode == "trained" and (self.num_tokens < 1 or self.decoder_layers < 1):
             raise ConfigError("a trained config needs num_tokens >= 1 and decoder_layers >= 1")
-        if self.mode == "zeroshot" and self.num_tokens != 0:
-            raise ConfigError("a zeroshot config has num_tokens = 0")
+        if self.mode in ("zeroshot", "meanp") and self.num_tokens != 0:
+            raise ConfigError(f"a {self.mode} config has num_tokens = 0")
         if self.tau <= 0:
             raise ConfigError("tau must be > 0")
 
     @property
     def zeroshot(self) -> bool:
         return self.mode == "zeroshot"
+
+    @property
+    def meanp(self) -> bool:
+        return self.mode == "meanp"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -39,7 +39,7 @@ class T2VParser(nn.Module):
         d = backbone.dim
         self.dim = d
         self.checkpoint_sha256: str | None = None  # set when loaded from a checkpoint
-        if config.zeroshot:
+        if config.zeroshot or config.meanp:  # no decomposition modules
             self.query_tokens = None
             self.frame_mlp = None
             self.video_decoder = None
@@ -54,8 +54,8 @@ class T2VParser(nn.Module):
 
     @property
     def num_video_vectors(self) -> int:
-        """n_v = T + K rows per stored clip."""
-        return self.config.frames + self.config.num_tokens
+        """n_v = T + K rows per stored clip (1 for meanP: the mean frame vector)."""
+        return 1 if self.config.meanp else self.config.frames + self.config.num_tokens
 
     def _plus(self, views: Tensor, global_vec: Tensor) -> Tensor:
         # views: (B, K, D), global_vec: (B, D)
@@ -73,6 +73,8 @@ class T2VParser(nn.Module):
         """The part after the image tower: (B, T, D) frame vectors -> (B, T+K, D) video sets."""
         if self.config.zeroshot:
             return VideoSets(vectors=F.normalize(feats, dim=-1))
+        if self.config.meanp:  # one vector per clip; the score then reduces to a cosine
+            return VideoSets(vectors=F.normalize(feats.mean(dim=1), dim=-1).unsqueeze(1))  # (B, 1, D)
         assert self.frame_mlp is not None and self.video_decoder is not None
         assert self.query_tokens is not None
         memory = self.frame_mlp(feats)  # (B, T, D)
@@ -90,7 +92,7 @@ class T2VParser(nn.Module):
         tokens = self.tokenize(texts) if isinstance(texts, list) else texts
         out = self.backbone.encode_tokens(tokens.to(device))
         token_vecs, mask, pooled = out.tokens.float(), out.mask, out.pooled.float()
-        if self.config.zeroshot:
+        if self.config.zeroshot or self.config.meanp:
             # text set = {e}: the pooled EOT vector only
             return TextSets(
                 vectors=F.normalize(pooled, dim=-1).unsqueeze(1),
