@@ -1,0 +1,212 @@
+"""Two-stage moment search over a Store: FAISS candidates, then the exact partial-alignment rerank.
+
+    searcher = Searcher(store, model)          # model: a T2VParser (text side is enough)
+    result = searcher.search("a man slices onions", top_k=10, group_by_video=False,
+                             video_ids=None, min_score=None)
+    result.moments    -> list[Moment] best first (video_id, clip_id, title, path, start, end, score)
+    result.groups     -> list[VideoHits] when group_by_video (best moments per video)
+    result.timings_ms -> {'encode', 'candidates', 'rerank', 'metadata', 'total'}
+
+Stage 1 searches the FAISS index with every valid query vector (tokens and views) and unions the
+hit clips; stage 2 scores those clips exactly with `partial_alignment_scores` over their stored
+float16 (T+K) x D matrices. `exhaustive_scores` scores every live clip (the recall reference).
+A Searcher is safe to share between threads (the store serialises what needs it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from model import TextSets, partial_alignment_scores
+
+from .store import Store
+
+# Exact-scoring a video_ids filter's clips directly is cheaper than FAISS below this many clips.
+FILTER_EXACT_MAX_CLIPS = 20_000
+# Clips gathered per rerank block: bounds the float16 copy in memory.
+RERANK_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class Moment:
+    video_id: int
+    clip_id: int
+    title: str
+    path: str
+    start: float  # seconds
+    end: float
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VideoHits:
+    video_id: int
+    title: str
+    path: str
+    score: float  # best moment's score
+    moments: list[Moment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    moments: list[Moment]
+    groups: list[VideoHits] | None = None
+    candidates: int = 0  # clips scored exactly
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Searcher:
+    """Query encoding + two-stage search over one Store.
+
+    candidates_per_vector: FAISS hits per query vector (stage 1); max_candidates caps the union
+    (the clips with the best single-vector similarity are kept).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        model: Any | None = None,
+        candidates_per_vector: int = 64,
+        max_candidates: int = 4096,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.candidates_per_vector = candidates_per_vector
+        self.max_candidates = max_candidates
+
+    # ------------------------------------------------------------ stages
+    def encode(self, query: str) -> TextSets:
+        if self.model is None:
+            raise ValueError("this Searcher has no model: pass TextSets instead of text")
+        with torch.no_grad():
+            return self.model.encode_texts([query])  # type: ignore[no-any-return]
+
+    def candidate_clips(self, text: TextSets, video_ids: Sequence[int] | None = None) -> np.ndarray:
+        """Stage 1: the union of FAISS hits of every valid query vector, live clips only."""
+        if video_ids is not None:
+            ids = self.store.live_clip_ids(video_ids)
+            if len(ids) <= FILTER_EXACT_MAX_CLIPS:
+                return ids
+        vecs = text.vectors[0][text.mask[0]].float().cpu().numpy()  # (m, D)
+        scores, ids2 = self.store.candidates(vecs, self.candidates_per_vector)  # (m, k)
+        flat_ids, flat_scores = ids2.ravel(), scores.ravel()
+        ok = flat_ids >= 0
+        flat_ids, flat_scores = flat_ids[ok], flat_scores[ok]
+        if len(flat_ids) == 0:
+            return np.zeros(0, dtype=np.int64)
+        # best similarity per clip, then the top max_candidates clips
+        order = np.argsort(-flat_scores, kind="stable")
+        uniq, first = np.unique(flat_ids[order], return_index=True)
+        best_first = uniq[np.argsort(first)]
+        live = self.store.filter_live(best_first, video_ids)
+        return live[: self.max_candidates]
+
+    def rerank(self, text: TextSets, clip_ids: np.ndarray) -> np.ndarray:
+        """Stage 2: exact partial-alignment scores (C,) of one query against `clip_ids`."""
+        out = np.empty(len(clip_ids), dtype=np.float32)
+        device = text.vectors.device
+        for start in range(0, len(clip_ids), RERANK_BLOCK):
+            chunk = clip_ids[start : start + RERANK_BLOCK]
+            mats = torch.from_numpy(self.store.matrices(chunk)).to(device)  # (c, n_v, D) float16
+            with torch.no_grad():
+                s = partial_alignment_scores(
+                    text.vectors[:1], mats, text.mask[:1], tau=self.store.tau
+                )  # (1, c)
+            out[start : start + len(chunk)] = s[0].float().cpu().numpy()
+        return out
+
+    def exhaustive_scores(
+        self, text: TextSets, video_ids: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(clip ids (N,), scores (Q, N)) of every live clip: the exact reference for recall."""
+        ids = self.store.live_clip_ids(video_ids)
+        out = np.empty((text.vectors.shape[0], len(ids)), dtype=np.float32)
+        for start in range(0, len(ids), RERANK_BLOCK):
+            chunk = ids[start : start + RERANK_BLOCK]
+            mats = torch.from_numpy(self.store.matrices(chunk)).to(text.vectors.device)
+            with torch.no_grad():
+                s = partial_alignment_scores(text.vectors, mats, text.mask, tau=self.store.tau)
+            out[:, start : start + len(chunk)] = s.float().cpu().numpy()
+        return ids, out
+
+    # ------------------------------------------------------------ the query
+    def search(
+        self,
+        query: str | TextSets,
+        top_k: int = 10,
+        group_by_video: bool = False,
+        video_ids: Sequence[int] | None = None,
+        min_score: float | None = None,
+        exhaustive: bool = False,
+        moments_per_video: int = 3,
+    ) -> SearchResult:
+        """Best moments for one query (text, or TextSets of one query)."""
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        t0 = time.perf_counter()
+        text = self.encode(query) if isinstance(query, str) else query
+        if text.vectors.shape[0] != 1:
+            raise ValueError("search takes one query; use exhaustive_scores for batches")
+        t1 = time.perf_counter()
+        if exhaustive:
+            clip_ids = self.store.live_clip_ids(video_ids)
+        else:
+            clip_ids = self.candidate_clips(text, video_ids)
+        t2 = time.perf_counter()
+        scores = self.rerank(text, clip_ids)
+        order = np.argsort(-scores, kind="stable")
+        if min_score is not None:
+            order = order[scores[order] >= min_score]
+        t3 = time.perf_counter()
+        # metadata only for what can be returned
+        keep = order if group_by_video else order[:top_k]
+        records = {r.id: r for r in self.store.clip_records(clip_ids[keep].tolist())}
+        moments = [
+            Moment(r.video_id, r.id, r.title, r.path, r.start, r.end, float(scores[i]))
+            for i in keep.tolist()
+            if (r := records.get(int(clip_ids[i]))) is not None
+        ]
+        groups = None
+        if group_by_video:
+            groups = _group(moments, top_k, moments_per_video)
+            moments = [m for g in groups for m in g.moments]
+        t4 = time.perf_counter()
+        label = query if isinstance(query, str) else ""
+        timings = {
+            "encode": (t1 - t0) * 1e3,
+            "candidates": (t2 - t1) * 1e3,
+            "rerank": (t3 - t2) * 1e3,
+            "metadata": (t4 - t3) * 1e3,
+            "total": (t4 - t0) * 1e3,
+        }
+        return SearchResult(label, moments, groups, int(len(clip_ids)), timings)
+
+
+def _group(moments: list[Moment], top_k: int, per_video: int) -> list[VideoHits]:
+    """Moments (best first) -> the top_k videos, each with its best `per_video` moments."""
+    groups: dict[int, VideoHits] = {}
+    for m in moments:
+        g = groups.get(m.video_id)
+        if g is None:
+            if len(groups) >= top_k:
+                continue
+            g = groups[m.video_id] = VideoHits(m.video_id, m.title, m.path, m.score, [])
+        if len(g.moments) < per_video:
+            g.moments.append(m)
+    return list(groups.values())

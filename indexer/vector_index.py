@@ -1,0 +1,129 @@
+"""FAISS index over the token-level vectors: every row of every clip set, id = the clip's id.
+
+A clip contributes n_v = T+K rows that all carry the clip id, so a hit on any of its vectors
+names the clip. The index is derived data: the float16 matrices + SQLite are the source of
+truth, so the index can always be rebuilt (or caught up) from them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+# Below this many rows an exact flat inner-product scan is fast enough and exact.
+FLAT_MAX_ROWS = 2_000_000
+INDEX_TYPES = ("flat", "ivf", "hnsw")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    type: str = "flat"  # 'flat' (exact), 'ivf' (inverted lists, needs training), 'hnsw' (graph)
+    nlist: int = 0  # ivf: number of inverted lists
+    nprobe: int = 0  # ivf: lists visited per query vector
+    hnsw_m: int = 0  # hnsw: graph degree
+    ef_search: int = 0  # hnsw: search beam width
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexSpec:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def choose_spec(rows: int, kind: str | None = None) -> IndexSpec:
+    """The index type for `rows` vectors: flat while small, IVF beyond (or the `kind` asked for)."""
+    kind = kind or ("flat" if rows <= FLAT_MAX_ROWS else "ivf")
+    if kind not in INDEX_TYPES:
+        raise ValueError(f"unknown index type {kind!r} (choose from {', '.join(INDEX_TYPES)})")
+    if kind == "flat":
+        return IndexSpec("flat")
+    if kind == "hnsw":
+        return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
+    # ~4 sqrt(n) lists, capped so training stays cheap; 1/16 of the lists probed
+    nlist = int(min(4096, max(16, 4 * math.sqrt(max(rows, 1)))))
+    return IndexSpec("ivf", nlist=nlist, nprobe=max(8, nlist // 16))
+
+
+def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> faiss.IndexIDMap:
+    """An empty id-mapped inner-product index; IVF is trained on `train` (n, dim) float32."""
+    if spec.type == "flat":
+        base: faiss.Index = faiss.IndexFlatIP(dim)
+    elif spec.type == "hnsw":
+        base = faiss.IndexHNSWFlat(dim, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        base.hnsw.efSearch = spec.ef_search
+    elif spec.type == "ivf":
+        quantizer = faiss.IndexFlatIP(dim)
+        base = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
+        if train is None or len(train) < spec.nlist:
+            raise ValueError(f"an ivf index with {spec.nlist} lists needs at least that many training rows")
+        base.train(np.ascontiguousarray(train, dtype=np.float32))
+        base.nprobe = spec.nprobe
+    else:
+        raise ValueError(f"unknown index type {spec.type!r}")
+    return faiss.IndexIDMap(base)
+
+
+def apply_search_params(index: faiss.Index, spec: IndexSpec) -> None:
+    """Search-time knobs are not always kept by write/read: set them after loading."""
+    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if spec.type == "ivf" and hasattr(base, "nprobe"):
+        base.nprobe = spec.nprobe
+    if spec.type == "hnsw" and hasattr(base, "hnsw"):
+        base.hnsw.efSearch = spec.ef_search
+
+
+def add_clips(index: faiss.Index, clip_ids: np.ndarray, matrices: np.ndarray) -> None:
+    """matrices: (C, n_v, D) -> C * n_v rows, each carrying its clip id."""
+    c, n_v, d = matrices.shape
+    if c == 0:
+        return
+    rows = np.ascontiguousarray(matrices.reshape(c * n_v, d), dtype=np.float32)  # (C*n_v, D)
+    ids = np.repeat(np.asarray(clip_ids, dtype=np.int64), n_v)  # (C*n_v,)
+    index.add_with_ids(rows, ids)
+
+
+def max_id(index: faiss.Index) -> int:
+    """Largest clip id in the index (0 when empty): clips with larger ids still need adding."""
+    if index.ntotal == 0:
+        return 0
+    ids = faiss.vector_to_array(index.id_map)  # type: ignore[attr-defined]
+    return int(ids.max())
+
+
+def index_ids(index: faiss.Index) -> np.ndarray:
+    """Every row's clip id, (ntotal,) int64."""
+    if index.ntotal == 0:
+        return np.zeros(0, dtype=np.int64)
+    ids = faiss.vector_to_array(index.id_map)  # type: ignore[attr-defined]
+    return np.asarray(ids, dtype=np.int64)
+
+
+def write_atomic(index: faiss.Index, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    faiss.write_index(index, str(tmp))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read(path: Path, spec: IndexSpec) -> faiss.Index:
+    index = faiss.read_index(str(path))
+    apply_search_params(index, spec)
+    return index
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """queries: (m, D) float32 -> (scores (m, k), clip ids (m, k); -1 where fewer hits)."""
+    k = max(1, min(k, index.ntotal)) if index.ntotal else 1
+    if index.ntotal == 0:
+        m = len(queries)
+        return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, ids
