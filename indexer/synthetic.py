@@ -285,3 +285,110 @@ def write_demo_manifest(videos: Sequence[DemoVideo], path: Path) -> None:
         for v in videos:
             row = {"video": str(v.path), "title": v.title, "scenes": [asdict(s) for s in v.scenes]}
             f.write(json.dumps(row) + "\n")
+
+
+# ---------------------------------------------------------------- the benchmark
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class BenchmarkPlan:
+    """Which scenes make up each video of each split; held-out triples appear only in val/test."""
+
+    videos: dict[str, list[list[Scene]]]
+    heldout: tuple[tuple[str, str, str], ...]
+
+
+def all_triples() -> list[tuple[str, str, str]]:
+    return [(c, s, m) for c in COLOURS for s in SHAPES for m in MOTIONS]
+
+
+def plan_benchmark(seed: int, n_train: int, n_val: int, n_test: int, n_heldout: int = 15) -> BenchmarkPlan:
+    """Train videos use only seen (colour, shape, motion) triples; every val/test video has
+    exactly one held-out triple (its other scenes are seen ones, in new sequences), and within a val/test split no scene (triple + background) repeats,
+    so each one-scene caption has exactly one right video."""
+    rng = random.Random(seed)
+    triples = all_triples()
+    rng.shuffle(triples)
+    heldout, seen = triples[:n_heldout], triples[n_heldout:]
+    if n_val > n_heldout * len(BACKGROUNDS) or n_test > n_heldout * len(BACKGROUNDS):
+        raise ValueError(f"val/test need <= {n_heldout * len(BACKGROUNDS)} videos with {n_heldout} held-out")
+    videos: dict[str, list[list[Scene]]] = {
+        "train": [
+            [_random_scene(rng, rng.choice(seen)) for _ in range(rng.randint(2, 4))] for _ in range(n_train)
+        ]
+    }
+    for split, n in (("val", n_val), ("test", n_test)):
+        used: set[tuple[tuple[str, str, str], str]] = set()
+        out = []
+        for _ in range(n):
+            k = rng.randint(2, 4)
+            pos = rng.randrange(k)  # where the held-out scene goes
+            scenes = []
+            for i in range(k):
+                while True:
+                    s = _random_scene(rng, rng.choice(heldout) if i == pos else rng.choice(seen))
+                    if (s.triple, s.background) not in used:
+                        break
+                used.add((s.triple, s.background))
+                scenes.append(s)
+            out.append(scenes)
+        videos[split] = out
+    return BenchmarkPlan(videos=videos, heldout=tuple(heldout))
+
+
+def generate_benchmark(
+    out_dir: Path,
+    seed: int = 0,
+    n_train: int = 600,
+    n_val: int = 40,
+    n_test: int = 40,
+    workers: int = 2,
+) -> dict[str, Path]:
+    """Render every split into out_dir/videos/<split>/ and write out_dir/<split>.jsonl manifests.
+
+    Manifest rows: {"video" (relative to the manifest), "caption", "kind": "partial"|"full",
+    "scene": index or null, "scene_start"/"scene_end" (informational)}. Captions describe the
+    whole clip's video; "partial" ones describe one scene only. Returns {split: manifest path}.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    out_dir = Path(out_dir)
+    plan = plan_benchmark(seed, n_train, n_val, n_test)
+    jobs = []
+    for split in SPLITS:
+        for i, scenes in enumerate(plan.videos[split]):
+            jobs.append((out_dir / "videos" / split / f"{split}-{i:04d}.mp4", scenes))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # ffmpeg runs outside the GIL
+        list(pool.map(lambda job: render_video(*job), jobs))
+    manifests = {}
+    for split in SPLITS:
+        rows = []
+        for i, scenes in enumerate(plan.videos[split]):
+            rel = f"videos/{split}/{split}-{i:04d}.mp4"
+            for j, (s, (a, b)) in enumerate(zip(scenes, scene_spans(scenes), strict=True)):
+                rows.append(
+                    {"video": rel, "caption": s.caption(), "kind": "partial", "scene": j}
+                    | {"scene_start": a, "scene_end": b}
+                )
+            rows.append({"video": rel, "caption": full_caption(scenes), "kind": "full", "scene": None})
+        path = out_dir / f"{split}.jsonl"
+        _write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+        manifests[split] = path
+    info = {
+        "seed": seed,
+        "counts": {s: len(plan.videos[s]) for s in SPLITS},
+        "heldout_triples": [list(t) for t in plan.heldout],
+        "fps": FPS,
+        "size": SIZE,
+    }
+    _write_text_atomic(out_dir / "benchmark.json", json.dumps(info, indent=1) + "\n")
+    return manifests
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

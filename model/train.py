@@ -1,0 +1,313 @@
+"""Training loop for T2VParser (and the meanP baseline) on cached clip frames.
+
+Data arrive as arrays (the indexer decodes and caches them), so this module depends on torch
+only. Every step's batch is drawn from an RNG seeded by (seed, step): a run resumed from a
+checkpoint sees exactly the batches an uninterrupted run would, and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .backbone import PreprocessCfg
+from .checkpoint import save_checkpoint
+from .config import ConfigError, T2VConfig
+from .factory import create_model
+from .loss import t2v_loss
+from .t2vparser import T2VParser
+
+STATE_FILE = "state.pt"  # resumable training state (model + optimiser + step)
+MODEL_FILE = "model.pt"  # the final model checkpoint (model.checkpoint format)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "t2v-tiny"  # model config name or JSON path
+    train: str = ""  # training data set (manifest path or msrvtt:<root>:train9k)
+    val: str | None = None  # optional data set evaluated at the end
+    out_dir: str = "runs/t2v"  # state.pt, model.pt, log.jsonl
+    steps: int = 1000
+    batch_size: int = 32  # clips per step; one caption each
+    lr_backbone: float = 1e-6  # CLIP weights (SPEC); a backbone trained from scratch needs more
+    lr_new: float | None = None  # ADT, MLP_v, query tokens; None: 10 x lr_backbone
+    weight_decay: float = 0.2  # not applied to norms, biases and other 1-D parameters
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100  # linear warm-up, then cosine to 0
+    grad_clip: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 100  # steps between resumable states
+    log_every: int = 10
+    device: str = "auto"
+    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    per_segment: int = 3  # cached frames per segment (odd); training picks one at random
+    cache_dir: str = "var/frame-cache"
+    workers: int = 2  # parallel ffmpeg decodes when filling the frame cache
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2:
+            raise ConfigError("steps must be >= 1 and batch_size >= 2 (InfoNCE needs negatives)")
+        if self.lr_backbone < 0 or (self.lr_new is not None and self.lr_new < 0):
+            raise ConfigError("learning rates must be >= 0")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ConfigError("checkpoint_every and log_every must be >= 1")
+
+    @property
+    def new_lr(self) -> float:
+        return self.lr_new if self.lr_new is not None else 10 * self.lr_backbone
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown training field(s) {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(data)
+        if "betas" in data:
+            data["betas"] = tuple(data["betas"])
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ConfigError(str(e)) from e
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"training config {p} not found")
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p}: invalid JSON: {e}") from e
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+
+@dataclass
+class TrainData:
+    frames: np.ndarray  # (N, T, P, S, S, 3) uint8: P cached candidates per segment
+    captions: list[str]
+    caption_clip: list[int]  # clip index per caption
+
+
+def to_input(frames: np.ndarray | Tensor, pre: PreprocessCfg, device: torch.device | str) -> Tensor:
+    """(..., S, S, 3) uint8 -> (..., 3, S, S) float, normalised with the weights' own mean/std."""
+    x = torch.as_tensor(frames).to(device).float().div_(255.0).movedim(-1, -3)
+    mean = torch.tensor(pre.mean, device=x.device).view(3, 1, 1)
+    std = torch.tensor(pre.std, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def _no_decay(name: str, p: nn.Parameter) -> bool:
+    return p.ndim < 2 or name.endswith(".bias") or "ln_" in name or "norm" in name
+
+
+def build_optimizer(model: T2VParser, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with four groups: {backbone, new modules} x {decay, no decay}."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    backbone, new = model.param_groups()
+    groups = []
+    for params, lr in ((backbone, cfg.lr_backbone), (new, cfg.new_lr)):
+        decay = [p for p in params if not _no_decay(names[id(p)], p)]
+        rest = [p for p in params if _no_decay(names[id(p)], p)]
+        groups += [
+            {"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
+            {"params": rest, "lr": lr, "weight_decay": 0.0},
+        ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], betas=cfg.betas)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _batch(
+    data: TrainData, by_clip: list[list[int]], eligible: np.ndarray, cfg: TrainConfig, step: int
+) -> tuple[np.ndarray, list[int]]:
+    """The step's clips (B distinct), one random frame per segment, and one caption per clip."""
+    rng = np.random.default_rng([cfg.seed, step])
+    b = min(cfg.batch_size, len(eligible))
+    clips = rng.choice(eligible, size=b, replace=False)
+    n_seg, per_seg = data.frames.shape[1], data.frames.shape[2]
+    pick = rng.integers(0, per_seg, size=(b, n_seg))  # (B, T)
+    frames = data.frames[clips[:, None], np.arange(n_seg)[None, :], pick]  # (B, T, S, S, 3)
+    caps = [int(rng.choice(by_clip[c])) for c in clips]
+    return frames, caps
+
+
+class Trainer:
+    """Model, optimiser and schedule are built first (the data's preprocessing comes from the
+    model's weights); then `set_data`, optionally `maybe_resume`, then `fit`."""
+
+    def __init__(self, cfg: TrainConfig, model_config: T2VConfig, device: str) -> None:
+        if model_config.zeroshot:
+            raise ConfigError("a zeroshot config has nothing to train; use a 'trained' or 'meanp' config")
+        self.cfg, self.device = cfg, torch.device(device)
+        self.out = Path(cfg.out_dir)
+        torch.manual_seed(cfg.seed)  # same initial weights for the same seed
+        self.model = create_model(model_config, device=self.device).train()
+        self.optim = build_optimizer(self.model, cfg)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.optim, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps)
+        )
+        self.step = 0
+
+    def set_data(self, data: TrainData) -> None:
+        if data.frames.shape[1] != self.model.config.frames:
+            raise ConfigError(
+                f"data has {data.frames.shape[1]} frames per clip, model wants {self.model.config.frames}"
+            )
+        self.data = data
+        self.tokens = self.model.tokenize(data.captions)  # (Q, L), tokenised once
+        self.by_clip: list[list[int]] = [[] for _ in range(data.frames.shape[0])]
+        for q, c in enumerate(data.caption_clip):
+            self.by_clip[c].append(q)
+        self.eligible = np.array([c for c, caps in enumerate(self.by_clip) if caps])
+        if len(self.eligible) < 2:
+            raise ConfigError("training needs at least 2 clips with captions")
+
+    # -- state
+
+    def save_state(self) -> None:
+        _atomic_torch_save(
+            {
+                "step": self.step,
+                "model": self.model.state_dict(),
+                "optim": self.optim.state_dict(),
+                "sched": self.sched.state_dict(),
+                "train_config": self.cfg.to_dict(),
+                "model_config": self.model.config.to_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            self.out / STATE_FILE,
+        )
+
+    def maybe_resume(self) -> bool:
+        path = self.out / STATE_FILE
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["model_config"] != self.model.config.to_dict():
+            raise ConfigError(f"{path} was written for another model config; use a fresh out_dir")
+        mine = {k: v for k, v in self.cfg.to_dict().items() if k not in ("steps", "device", "threads")}
+        theirs = {k: v for k, v in state["train_config"].items() if k not in ("steps", "device", "threads")}
+        if {k: (list(v) if isinstance(v, tuple) else v) for k, v in mine.items()} != {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in theirs.items()
+        }:
+            raise ConfigError(f"{path} was written with other training settings; use a fresh out_dir")
+        self.model.load_state_dict(state["model"])
+        self.optim.load_state_dict(state["optim"])
+        self.sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        return True
+
+    # -- one step
+
+    def train_step(self) -> dict[str, float]:
+        frames, caps = _batch(self.data, self.by_clip, self.eligible, self.cfg, self.step)
+        pre = self.model.backbone.preprocess
+        x = to_input(frames, pre, self.device)  # (B, T, 3, S, S)
+        use_amp = self.cfg.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            video = self.model.encode_videos(x)
+            text = self.model.encode_texts(self.tokens[caps])
+            scores = self.model.score(text, video.vectors)  # (B, B)
+            loss, parts = t2v_loss(
+                scores.float(), text.views, video.views, self.model.config.diversity_weight
+            )
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optim.step()
+        self.sched.step()
+        self.step += 1
+        parts["grad_norm"] = float(gnorm)
+        parts["lr_new"] = float(self.optim.param_groups[-1]["lr"])
+        return parts
+
+    def fit(self, log: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        """Run to cfg.steps (resuming if a state exists); returns the final model checkpoint path."""
+        from tqdm import tqdm
+
+        resumed_from = self.step
+        bar = tqdm(total=self.cfg.steps, initial=self.step, file=sys.stderr, unit="step", dynamic_ncols=True)
+        t0, done_since = time.perf_counter(), 0
+        with open(self.out / "log.jsonl", "a") as logf:
+            while self.step < self.cfg.steps:
+                parts = self.train_step()
+                done_since += 1
+                rate = done_since * self.cfg.batch_size / max(1e-9, time.perf_counter() - t0)
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.3f}", clips_s=f"{rate:.1f}")
+                if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                    row = {"step": self.step, **parts, "clips_per_s": rate}
+                    logf.write(json.dumps(row) + "\n")
+                    logf.flush()
+                    if log:
+                        log(row)
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                    self.save_state()
+        bar.close()
+        extra = {
+            "train_config": self.cfg.to_dict(),
+            "steps": self.step,
+            "resumed_from": resumed_from,
+        }
+        model_path = self.out / MODEL_FILE
+        save_checkpoint(model_path, self.model.config, self.model.state_dict(), extra)
+        return model_path
+
+
+@torch.no_grad()
+def score_dataset(model: T2VParser, frames: np.ndarray, captions: list[str], batch_size: int = 64) -> Tensor:
+    """(Q, N) partial-alignment scores of every caption against every clip.
+
+    frames: (N, T, S, S, 3) uint8 (the eval frames: each segment's middle).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    pre = model.backbone.preprocess
+    videos = []
+    for i in range(0, frames.shape[0], batch_size):
+        x = to_input(frames[i : i + batch_size], pre, device)  # (b, T, 3, S, S)
+        videos.append(model.encode_videos(x).vectors)  # (b, n_v, D)
+    video = torch.cat(videos)  # (N, n_v, D)
+    rows = []
+    for i in range(0, len(captions), batch_size):
+        text = model.encode_texts(captions[i : i + batch_size])
+        rows.append(model.score(text, video).float().cpu())  # (q, N)
+    return torch.cat(rows)
