@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from indexer import train_cli
+
 app = typer.Typer(
     help="T2VParser semantic video search", no_args_is_help=True, pretty_exceptions_enable=False
 )
@@ -43,6 +45,9 @@ def rank_demo(
 def demo() -> None:
     """The main job (the service with a demo library); until the service lands: the ranking demo."""
     rank_demo(config="t2v-tiny", checkpoint=None)
+
+
+train_cli.register(app)  # t2v train / eval / synth
 
 
 def main() -> None:
