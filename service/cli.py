@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from indexer import cli as index_cli
 from indexer import train_cli
+from service import cli_serve
 
 app = typer.Typer(
     help="T2VParser semantic video search", no_args_is_help=True, pretty_exceptions_enable=False
@@ -41,12 +43,10 @@ def rank_demo(
         fail(str(e))
 
 
-@app.command()
-def demo() -> None:
-    """The main job (the service with a demo library); until the service lands: the ranking demo."""
-    rank_demo(config="t2v-tiny", checkpoint=None)
-
-
+app.command("demo")(cli_serve.demo)  # the main job: demo library + model, served on 127.0.0.1
+app.command("serve")(cli_serve.serve)
+app.add_typer(index_cli.index_app, name="index")  # the offline indexer (indexer/cli.py)
+app.command("search")(index_cli.search)
 train_cli.register(app)  # t2v train / eval / synth
 
 

@@ -1,0 +1,65 @@
+"""The app factory: `create_app(settings)`; `uvicorn --factory service.app:create_app` reads env."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from .engine import Engine
+from .errors import install_error_handlers
+from .metrics import Metrics
+from .routes import ingest, ops, search, videos
+from .settings import ServiceSettings
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings if settings is not None else ServiceSettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(settings, metrics)
+        app.state.engine = engine
+        # load in the background: /healthz answers at once, /readyz says 503 until loaded
+        loading = asyncio.create_task(engine.start(), name="t2v-engine-start")
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await engine.stop()
+
+    app = FastAPI(
+        title="T2V search",
+        version="1.0.0",
+        summary="Semantic video moment search with T2VParser partial-alignment scores",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.middleware("http")(metrics.middleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["content-type", "x-api-key", "authorization", "range"],
+        )
+    for module in (search, videos, ingest, ops):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return app

@@ -1,0 +1,372 @@
+"""The engine: owns the query-side model, the store (through `Library`) and the ingestion queue.
+
+Routes only call the async methods here. Everything blocking (torch, FAISS, SQLite of the store,
+ffmpeg) runs in a bounded thread pool; ingestion has its own single thread so a long video never
+holds up searches, and each video becomes searchable as soon as the store commits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from .errors import InvalidInput, NotFound, NotReady, RangeNotSatisfiable, TooManyJobs
+from .jobs import JobStore, WorkItem
+from .library import IngestFailed, Library, VideoRecord, open_library
+from .media import ThumbnailError, jpeg_at
+from .metrics import Metrics
+from .schemas import (
+    IngestRequest,
+    Job,
+    JobPage,
+    Moment,
+    Ready,
+    SearchRequest,
+    SearchResponse,
+    Video,
+    VideoPage,
+)
+from .security import confine_path
+from .settings import ServiceSettings
+from .uploads import receive_uploads
+
+log = logging.getLogger("t2v.service")
+R = TypeVar("R")
+
+_THUMB_CACHE = 512  # JPEGs kept per engine (a few MB)
+
+
+class Engine:
+    def __init__(self, settings: ServiceSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="t2v-work")
+        self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="t2v-ingest")
+        self._lib: Library | None = None
+        self._jobs: JobStore | None = None
+        self._load_error: str | None = None
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._thumbs: OrderedDict[tuple[int, float], bytes] = OrderedDict()
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the job database, load model + store (in the pool), then start the ingest worker."""
+        try:
+            self.settings.var_dir.mkdir(parents=True, exist_ok=True)
+            self.settings.uploads.mkdir(parents=True, exist_ok=True)
+            self._jobs = JobStore(self.settings.jobs_db)
+            resumed = self._jobs.recover()
+            if resumed:
+                log.info("resuming %d interrupted ingestion item(s)", resumed)
+            self._lib = await self._run(open_library, self.settings)
+            self._refresh_gauges()
+        except Exception as e:  # readiness reports it; the process stays up for /healthz
+            self._load_error = f"{type(e).__name__}: {e}"
+            log.exception("engine failed to start")
+            return
+        self._worker = asyncio.create_task(self._ingest_loop(), name="t2v-ingest-loop")
+        log.info("engine ready: %s", self._lib.describe())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        # an item still running stays 'running' in the job DB and is resumed on the next start
+        self._ingest_pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._lib is not None:
+            self._lib.close()
+        if self._jobs is not None:
+            self._jobs.close()
+
+    async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+
+    @property
+    def lib(self) -> Library:
+        if self._lib is None:
+            raise NotReady(self._load_error or "the model and store are still loading")
+        return self._lib
+
+    @property
+    def jobs(self) -> JobStore:
+        if self._jobs is None:
+            raise NotReady(self._load_error or "the job database is not open yet")
+        return self._jobs
+
+    async def readiness(self) -> Ready:
+        lib = self.lib  # 503 until loaded
+        videos, clips, _ = await self._run(lib.counts)
+        return Ready(status="ready", model=lib.describe(), videos=videos, clips=clips)
+
+    def metrics_text(self) -> bytes:
+        if self._lib is not None:
+            self._refresh_gauges()
+        return self.metrics.render()
+
+    def _refresh_gauges(self) -> None:
+        if self._lib is not None:
+            videos, clips, vectors = self._lib.counts()
+            self.metrics.index_videos.set(videos)
+            self.metrics.index_clips.set(clips)
+            self.metrics.index_vectors.set(vectors)
+        if self._jobs is not None:
+            self.metrics.queue_depth.set(self._jobs.queue_depth())
+
+    # --- search -----------------------------------------------------------------------------
+
+    async def search(self, req: SearchRequest) -> SearchResponse:
+        limits = self.settings.limits
+        query = req.query.strip()
+        if not query:
+            raise InvalidInput("query is empty")
+        if len(query) > limits.max_query_chars:
+            raise InvalidInput(f"query is {len(query)} characters; the limit is {limits.max_query_chars}")
+        if req.top_k > limits.max_top_k:
+            raise InvalidInput(f"top_k {req.top_k} exceeds the limit of {limits.max_top_k}")
+        lib = self.lib
+        start = time.perf_counter()
+        hits, stages = await self._run(
+            lib.search, query, req.top_k, req.group_by_video, req.video_ids, req.min_score
+        )
+        took = time.perf_counter() - start
+        for stage, seconds in stages.items():
+            self.metrics.search_stage_seconds.labels(stage).observe(seconds)
+        self.metrics.search_stage_seconds.labels("total").observe(took)
+        results = [
+            Moment(
+                video_id=h.video_id,
+                title=h.title,
+                start=round(h.start, 3),
+                end=round(h.end, 3),
+                score=h.score,
+                thumbnail_url=_thumb_url(h.video_id, h.start + min(0.5, (h.end - h.start) / 2)),
+                stream_url=f"/v1/videos/{h.video_id}/stream#t={h.start:.2f}",
+            )
+            for h in hits
+        ]
+        return SearchResponse(
+            query=query,
+            results=results,
+            took_ms=round(took * 1000, 3),
+            stages_ms={k: round(v * 1000, 3) for k, v in stages.items()},
+        )
+
+    # --- library ----------------------------------------------------------------------------
+
+    async def list_videos(self, offset: int, limit: int, title: str | None) -> VideoPage:
+        if limit > self.settings.limits.max_page_size:
+            raise InvalidInput(
+                f"limit {limit} exceeds the page size limit of {self.settings.limits.max_page_size}"
+            )
+        records, total = await self._run(self.lib.list_videos, offset, limit, title)
+        return VideoPage(items=[_video(r) for r in records], total=total, offset=offset, limit=limit)
+
+    async def _record(self, video_id: int) -> VideoRecord:
+        rec = await self._run(self.lib.get_video, video_id)
+        if rec is None:
+            raise NotFound(f"no video with id {video_id!r}")
+        return rec
+
+    async def get_video(self, video_id: int) -> Video:
+        return _video(await self._record(video_id))
+
+    async def delete_video(self, video_id: int) -> None:
+        rec = await self._record(video_id)
+        if not await self._run(self.lib.delete_video, video_id):
+            raise NotFound(f"no video with id {video_id!r}")
+        # a file we received as an upload belongs to us: remove it with its video
+        if rec.source and _is_under(Path(rec.source), self.settings.uploads):
+            Path(rec.source).unlink(missing_ok=True)
+        self._thumbs = OrderedDict((k, v) for k, v in self._thumbs.items() if k[0] != video_id)
+
+    async def video_file(self, video_id: int) -> tuple[Path, str]:
+        rec = await self._record(video_id)
+        path = Path(rec.source or "")
+        if not rec.source or not path.is_file():
+            raise NotFound(f"the file of video {video_id!r} is no longer available")
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return path, media_type
+
+    @staticmethod
+    def check_range(header: str | None, size: int) -> None:
+        """A JSON 416 for a range that starts past the end (the file response handles the rest)."""
+        if not header or not header.startswith("bytes="):
+            return
+        for part in header[6:].split(","):
+            first = part.strip().split("-", 1)[0]
+            if first.isdigit() and int(first) >= size:
+                raise RangeNotSatisfiable(
+                    f"range {part.strip()!r} starts beyond the end of the {size}-byte file",
+                    headers={"Content-Range": f"bytes */{size}"},
+                )
+
+    async def thumbnail(self, video_id: int, t: float) -> bytes:
+        path, _ = await self.video_file(video_id)
+        rec = await self._record(video_id)
+        t = round(min(max(t, 0.0), max(rec.duration - 0.1, 0.0)), 1)  # clamp inside the video
+        key = (video_id, t)
+        if key in self._thumbs:
+            self._thumbs.move_to_end(key)
+            return self._thumbs[key]
+        try:
+            data = await self._run(jpeg_at, path, t, self.settings.thumbnail_width)
+        except ThumbnailError:
+            data = await self._run(jpeg_at, path, 0.0, self.settings.thumbnail_width)
+        self._thumbs[key] = data
+        if len(self._thumbs) > _THUMB_CACHE:
+            self._thumbs.popitem(last=False)
+        return data
+
+    # --- ingestion --------------------------------------------------------------------------
+
+    def _check_job_capacity(self, items: int) -> None:
+        limits = self.settings.limits
+        if items > limits.max_items_per_job:
+            raise InvalidInput(f"{items} items in one job; the limit is {limits.max_items_per_job}")
+        active = self.jobs.active_jobs()
+        if active >= limits.max_active_jobs:
+            raise TooManyJobs(
+                f"{active} ingestion jobs are still running (limit {limits.max_active_jobs}); retry later",
+                headers={"Retry-After": "5"},
+            )
+
+    async def submit_paths(self, body: IngestRequest) -> Job:
+        self.lib  # noqa: B018 - 503 before the store is loaded
+        if body.titles is not None and len(body.titles) != len(body.paths):
+            raise InvalidInput("titles must have one entry per path")
+        self._check_job_capacity(len(body.paths))
+        roots = self.settings.allowed_roots
+        resolved = [confine_path(p, roots) for p in body.paths]
+        titles = body.titles or [None] * len(resolved)
+        items = [(str(p), p.name, t) for p, t in zip(resolved, titles, strict=True)]
+        return self._created(self.jobs.create("paths", items))
+
+    async def submit_uploads(self, request: Request) -> Job:
+        self.lib  # noqa: B018
+        limits = self.settings.limits
+        self._check_job_capacity(1)
+        dest = self.settings.uploads / uuid.uuid4().hex[:16]
+        uploads = await receive_uploads(request, dest, limits.max_upload_bytes, limits.max_items_per_job)
+        items: list[tuple[str, str, str | None]] = [
+            (str(u.path), u.filename, Path(u.filename).stem) for u in uploads
+        ]
+        return self._created(self.jobs.create("upload", items))
+
+    def _created(self, job_id: str) -> Job:
+        self._wake.set()
+        self.metrics.queue_depth.set(self.jobs.queue_depth())
+        return self._job(job_id)
+
+    def _job(self, job_id: str) -> Job:
+        view = self.jobs.get(job_id)
+        if view is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return Job.model_validate(view)
+
+    async def get_job(self, job_id: str) -> Job:
+        return self._job(job_id)
+
+    async def list_jobs(self, offset: int, limit: int) -> JobPage:
+        if limit > self.settings.limits.max_page_size:
+            raise InvalidInput(
+                f"limit {limit} exceeds the page size limit of {self.settings.limits.max_page_size}"
+            )
+        views, total = self.jobs.list(limit, offset)
+        return JobPage(items=[Job.model_validate(v) for v in views], total=total, offset=offset, limit=limit)
+
+    async def _ingest_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        dirty = False
+        while True:
+            item = self.jobs.claim_next()
+            if item is None:
+                if dirty:  # the queue drained: persist the index once, not after every video
+                    await loop.run_in_executor(self._ingest_pool, self.lib.flush)
+                    dirty = False
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+                except TimeoutError:
+                    pass
+                continue
+            self.metrics.queue_depth.set(self.jobs.queue_depth())
+            try:
+                state, reason, video_id = await loop.run_in_executor(
+                    self._ingest_pool, self._ingest_one, item
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # never let one item stop the queue
+                log.exception("ingestion of %s failed", item.path)
+                state, reason, video_id = "failed", f"internal error: {type(e).__name__}", None
+            self.jobs.finish(item, state, reason, video_id)
+            dirty = dirty or state == "done"
+            self.metrics.ingested.labels(state).inc()
+            self.metrics.queue_depth.set(self.jobs.queue_depth())
+            self._refresh_gauges()
+
+    def _ingest_one(self, item: WorkItem) -> tuple[str, str | None, int | None]:
+        """Runs in the ingest thread: (state, reason, video_id)."""
+        uploaded = _is_under(Path(item.path), self.settings.uploads)
+        try:
+            outcome = self.lib.ingest(Path(item.path), item.title)
+        except IngestFailed as e:
+            if uploaded:
+                Path(item.path).unlink(missing_ok=True)
+            return "failed", e.reason, None
+        if outcome.duplicate:
+            # committed just before a crash: the duplicate is this very item, so it is done
+            if item.resumed and outcome.source == str(Path(item.path).resolve()):
+                return "done", None, outcome.video_id
+            if uploaded:
+                Path(item.path).unlink(missing_ok=True)
+            return "duplicate", f"same content as video {outcome.video_id}", outcome.video_id
+        return "done", None, outcome.video_id
+
+
+def _page_limit_message(limit: int, most: int) -> str:
+    return f"limit {limit} exceeds the page size limit of {most}"
+
+
+def _thumb_url(video_id: int, t: float) -> str:
+    return f"/v1/videos/{video_id}/thumbnail?t={t:.2f}"
+
+
+def _video(r: VideoRecord) -> Video:
+    return Video(
+        id=r.id,
+        title=r.title,
+        duration=r.duration,
+        clips=r.clips,
+        width=r.width,
+        height=r.height,
+        size_bytes=r.size_bytes,
+        filename=Path(r.source).name if r.source else None,
+        thumbnail_url=_thumb_url(r.id, min(1.0, r.duration / 2)),
+        stream_url=f"/v1/videos/{r.id}/stream",
+    )
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False

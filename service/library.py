@@ -1,0 +1,189 @@
+"""The service's view of the indexer: one store, the query-side model, a searcher, an ingester.
+
+This is the only module that touches indexer.store / indexer.search / indexer.ingest, so the
+engine and routes speak in small service-side records. All methods block: call them from a pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indexer.ingest import Ingestor
+from indexer.search import Searcher
+from indexer.settings import resolve_device
+from indexer.store import Store, StoreError, store_identity
+from model import T2VParser, create_model
+
+from .settings import ServiceSettings
+
+log = logging.getLogger("t2v.service")
+
+_COUNTS_TTL = 2.0  # seconds a counts() answer is reused (metrics scrapes, readyz)
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    id: int
+    title: str
+    duration: float
+    clips: int
+    width: int | None
+    height: int | None
+    size_bytes: int | None
+    source: str | None
+
+
+@dataclass(frozen=True)
+class Hit:
+    video_id: int
+    title: str
+    start: float
+    end: float
+    score: float
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    video_id: int
+    duplicate: bool
+    source: str | None  # the stored video's file (for a duplicate: the earlier one's)
+
+
+class IngestFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _record(v: Any) -> VideoRecord:
+    return VideoRecord(
+        id=int(v.id),
+        title=str(v.title),
+        duration=float(v.duration),
+        clips=int(v.num_clips),
+        width=int(v.width),
+        height=int(v.height),
+        size_bytes=int(v.size_bytes),
+        source=str(v.path),
+    )
+
+
+class Library:
+    def __init__(self, settings: ServiceSettings, model: T2VParser, store: Store) -> None:
+        self.settings = settings
+        self.model = model  # text side only
+        self.store = store
+        self._counts: tuple[float, tuple[int, int, int]] | None = None
+        self._ingest: Ingestor | None = None
+        self._ingest_lock = threading.Lock()
+        self.searcher = Searcher(store, model)
+
+    def describe(self) -> str:
+        cfg = self.model.config
+        ckpt = self.settings.model.checkpoint
+        return f"{cfg.name or cfg.backbone} ({cfg.mode})" + (f" from {Path(ckpt).name}" if ckpt else "")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def counts(self) -> tuple[int, int, int]:
+        """(videos, clips, token vectors)."""
+        now = time.monotonic()
+        if self._counts is None or now - self._counts[0] > _COUNTS_TTL:
+            stats = self.store.stats()
+            self._counts = (now, (stats.videos, stats.clips, stats.vectors))
+        return self._counts[1]
+
+    def search(
+        self,
+        query: str,
+        top_k: int,
+        group_by_video: bool,
+        video_ids: list[int] | None,
+        min_score: float | None,
+    ) -> tuple[list[Hit], dict[str, float]]:
+        """Moments best first and stage timings in seconds (encode, candidates, rerank, metadata)."""
+        res = self.searcher.search(
+            query,
+            top_k=top_k,
+            group_by_video=group_by_video,
+            video_ids=video_ids,
+            min_score=min_score,
+            moments_per_video=1,  # grouped: the best moment stands for its video
+        )
+        hits = [Hit(m.video_id, m.title, m.start, m.end, m.score) for m in res.moments[:top_k]]
+        stages = {k: v / 1000 for k, v in res.timings_ms.items() if k != "total"}
+        return hits, stages
+
+    def list_videos(self, offset: int, limit: int, title: str | None) -> tuple[list[VideoRecord], int]:
+        rows = self.store.list_videos(offset=offset, limit=limit, title_filter=title)
+        return [_record(v) for v in rows], self.store.count_videos(title_filter=title)
+
+    def get_video(self, video_id: int) -> VideoRecord | None:
+        v = self.store.get_video(video_id)
+        return _record(v) if v is not None else None
+
+    def delete_video(self, video_id: int) -> bool:
+        try:
+            self.store.remove_video(video_id)
+        except KeyError:
+            return False
+        self._counts = None
+        return True
+
+    def _ingestor(self) -> Ingestor:
+        with self._ingest_lock:
+            if self._ingest is None:
+                # the visual tower is only needed here: built on the first ingestion
+                full = _build_model(self.settings, text_only=False)
+                self._ingest = Ingestor.from_settings(self.store, full, self.settings)
+            return self._ingest
+
+    def ingest(self, path: Path, title: str | None) -> IngestOutcome:
+        """Index one file (blocking). A duplicate names the stored video; failures raise IngestFailed."""
+        result = self._ingestor().ingest_file(path, title)
+        self._counts = None
+        if result.status == "failed" or result.video_id is None:
+            raise IngestFailed(result.reason or "ingestion failed")
+        if result.status == "duplicate":
+            dup = self.store.get_video(result.video_id)
+            return IngestOutcome(result.video_id, True, dup.path if dup is not None else None)
+        return IngestOutcome(result.video_id, False, str(Path(path).resolve()))
+
+    def flush(self) -> None:
+        """Persist the FAISS index (derived data; committed videos survive a crash without it)."""
+        self.store.flush()
+
+
+def _build_model(settings: ServiceSettings, text_only: bool) -> T2VParser:
+    import torch
+
+    m = settings.model
+    ckpt = m.checkpoint
+    # a config without weights gets random init: seed it so the text-only query model and the
+    # ingestion model (and every restart) agree, otherwise the store would refuse the model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return create_model(
+            None if ckpt else m.config,
+            checkpoint=ckpt,
+            device=resolve_device(m.device),
+            text_only=text_only,
+            cache_dir=m.cache_dir,
+        )
+
+
+def open_library(settings: ServiceSettings) -> Library:
+    """Load the query-side model and open (or create) the store it must match."""
+    model = _build_model(settings, text_only=True)
+    try:
+        store = Store.open(settings.index_dir, store_identity(model), create=True)
+    except StoreError:
+        raise
+    log.info("store %s opened", settings.index_dir)
+    return Library(settings, model, store)

@@ -1,0 +1,1 @@
+"""HTTP routers: thin, they validate, call the engine, and shape the response."""

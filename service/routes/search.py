@@ -1,0 +1,28 @@
+"""POST/GET /v1/search."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from ..engine import Engine
+from ..schemas import SearchRequest, SearchResponse
+from .deps import engine, require_read_key
+
+router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search(body: SearchRequest, eng: Engine = Depends(engine)) -> SearchResponse:
+    """Moments ranked by the partial-alignment score of the query against the stored video sets."""
+    return await eng.search(body)
+
+
+@router.get("/search", response_model=SearchResponse)
+async def search_get(
+    q: str = Query(..., min_length=1, description="query text"),
+    top_k: int = Query(10, ge=1, le=100),
+    group_by_video: bool = Query(False),
+    eng: Engine = Depends(engine),
+) -> SearchResponse:
+    """The same search for simple clients: `GET /v1/search?q=...`."""
+    return await eng.search(SearchRequest(query=q, top_k=top_k, group_by_video=group_by_video))

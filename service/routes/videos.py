@@ -1,0 +1,65 @@
+"""The library: list, get, delete, thumbnail, stream."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from ..engine import Engine
+from ..schemas import Deleted, Video, VideoPage
+from .deps import engine, require_read_key, require_write_key
+
+router = APIRouter(prefix="/v1/videos", tags=["videos"])
+
+
+@router.get("", response_model=VideoPage, dependencies=[Depends(require_read_key)])
+async def list_videos(
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1),
+    title: str | None = Query(None, description="case-insensitive substring of the title"),
+    eng: Engine = Depends(engine),
+) -> VideoPage:
+    return await eng.list_videos(offset, limit, title)
+
+
+@router.get("/{video_id}", response_model=Video, dependencies=[Depends(require_read_key)])
+async def get_video(video_id: int, eng: Engine = Depends(engine)) -> Video:
+    return await eng.get_video(video_id)
+
+
+@router.delete("/{video_id}", response_model=Deleted, dependencies=[Depends(require_write_key)])
+async def delete_video(video_id: int, eng: Engine = Depends(engine)) -> Deleted:
+    await eng.delete_video(video_id)
+    return Deleted(id=video_id, deleted=True)
+
+
+@router.get(
+    "/{video_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+    dependencies=[Depends(require_read_key)],
+)
+async def thumbnail(
+    video_id: int,
+    t: float = Query(0.0, ge=0, description="seconds into the video"),
+    eng: Engine = Depends(engine),
+) -> Response:
+    data = await eng.thumbnail(video_id, t)
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get(
+    "/{video_id}/stream",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"video/mp4": {}}},
+        206: {"description": "partial content (Range)"},
+        416: {"description": "range not satisfiable"},
+    },
+    dependencies=[Depends(require_read_key)],
+)
+async def stream(request: Request, video_id: int, eng: Engine = Depends(engine)) -> FileResponse:
+    """The video file; honours HTTP Range so a browser can seek."""
+    path, media_type = await eng.video_file(video_id)
+    eng.check_range(request.headers.get("range"), path.stat().st_size)
+    return FileResponse(path, media_type=media_type)

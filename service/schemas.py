@@ -1,0 +1,100 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(..., min_length=1, description="free-text description of the moment")
+    top_k: int = Field(10, ge=1, le=100, description="how many moments (or videos) to return")
+    group_by_video: bool = Field(False, description="best moment per video only")
+    video_ids: list[int] | None = Field(None, description="restrict the search to these videos")
+    min_score: float | None = Field(None, description="drop results scoring below this")
+
+
+class Moment(BaseModel):
+    video_id: int
+    title: str
+    start: float = Field(..., description="seconds")
+    end: float = Field(..., description="seconds")
+    score: float = Field(..., description="partial-alignment score")
+    thumbnail_url: str
+    stream_url: str
+
+
+class SearchResponse(BaseModel):
+    query: str
+    results: list[Moment]
+    took_ms: float
+    stages_ms: dict[str, float] = Field(default_factory=dict, description="time per search stage")
+
+
+class Video(BaseModel):
+    id: int
+    title: str
+    duration: float
+    clips: int = Field(..., description="indexed moments (windows) of this video")
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int | None = None
+    filename: str | None = Field(None, description="name of the file the video was ingested from")
+    thumbnail_url: str
+    stream_url: str
+
+
+class VideoPage(BaseModel):
+    items: list[Video]
+    total: int
+    offset: int
+    limit: int
+
+
+class IngestRequest(BaseModel):
+    paths: list[str] = Field(..., min_length=1, description="absolute server paths under an allowed root")
+    titles: list[str | None] | None = Field(None, description="optional titles, aligned with paths")
+
+
+class JobItem(BaseModel):
+    index: int
+    name: str
+    title: str | None
+    state: str = Field(..., description="queued | running | done | duplicate | failed")
+    reason: str | None = None
+    video_id: int | None = None
+
+
+class Job(BaseModel):
+    id: str
+    kind: str = Field(..., description="paths | upload")
+    state: str = Field(..., description="queued | running | done")
+    created: float
+    updated: float
+    total: int
+    finished: int
+    progress: float = Field(..., ge=0, le=1)
+    counts: dict[str, int]
+    items: list[JobItem]
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    total: int
+    offset: int
+    limit: int
+
+
+class Deleted(BaseModel):
+    id: int
+    deleted: bool
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    model: str | None = None
+    videos: int = 0
+    clips: int = 0
