@@ -86,24 +86,36 @@ class ClipBackbone(nn.Module):
         return feats.view(b, t, -1)
 
     def encode_tokens(self, text: Tensor) -> TokenOutput:
-        """text: (B, L) token ids -> per-token projected vectors, validity mask, pooled EOT."""
+        """text: (B, L) token ids -> per-token projected vectors, validity mask, pooled EOT.
+
+        The text transformer is causal, so positions after the last EOT cannot affect valid
+        positions: it runs on the first max(EOT)+1 positions only (same outputs, far cheaper
+        than the full context for short queries). Padding rows are returned as zeros.
+        """
         tower = self.text_tower
-        cast = tower.transformer.get_cast_dtype()
-        x = tower.token_embedding(text).to(cast)  # (B, L, W)
-        x = x + tower.positional_embedding.to(cast)
-        x = tower.transformer(x, attn_mask=tower.attn_mask)
-        x = tower.ln_final(x)  # (B, L, W)
-        proj = tower.text_projection
-        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj  # (B, L, D)
         eos_id = getattr(tower, "text_eos_id", None)
         if getattr(tower, "text_pool_type", "argmax") == "eos" and eos_id is not None:
             eot = (text == eos_id).int().argmax(dim=-1)
         else:
             eot = text.argmax(dim=-1)  # the EOT id is the largest in CLIP's vocabulary
-        positions = torch.arange(text.shape[1], device=text.device)
+        full_len = text.shape[1]
+        n = int(eot.max().item()) + 1
+        ids = text[:, :n]  # (B, n)
+        cast = tower.transformer.get_cast_dtype()
+        x = tower.token_embedding(ids).to(cast)  # (B, n, W)
+        x = x + tower.positional_embedding[:n].to(cast)
+        attn_mask = tower.attn_mask
+        x = tower.transformer(x, attn_mask=None if attn_mask is None else attn_mask[:n, :n])
+        x = tower.ln_final(x)  # (B, n, W)
+        proj = tower.text_projection
+        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj  # (B, n, D)
+        positions = torch.arange(full_len, device=text.device)
         mask = positions[None, :] <= eot[:, None]  # (B, L): SOT..EOT inclusive
         pooled = x[torch.arange(x.shape[0], device=x.device), eot]  # (B, D)
-        return TokenOutput(tokens=x, mask=mask, pooled=pooled)
+        tokens = x.new_zeros((x.shape[0], full_len, x.shape[2]))  # (B, L, D)
+        tokens[:, :n] = x
+        tokens = tokens * mask.unsqueeze(-1)
+        return TokenOutput(tokens=tokens, mask=mask, pooled=pooled)
 
     def drop_visual(self) -> None:
         """Free the image tower (the service only encodes queries)."""

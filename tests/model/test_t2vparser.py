@@ -118,3 +118,17 @@ def test_text_only_model_encodes_queries(tiny: T2VParser) -> None:
     with torch.no_grad():
         out = model.encode_texts(["a red circle"])
     assert out.vectors.shape[0] == 1
+
+
+def test_token_vectors_equal_full_context_computation(tiny: T2VParser) -> None:
+    """Running the causal text tower on the trimmed prefix gives the full-context outputs."""
+    tokens = tiny.tokenize(TEXTS)
+    tower = tiny.backbone.text_tower
+    with torch.no_grad():
+        out = tiny.backbone.encode_tokens(tokens)
+        x = tower.token_embedding(tokens) + tower.positional_embedding
+        x = tower.ln_final(tower.transformer(x, attn_mask=tower.attn_mask)) @ tower.text_projection
+        pooled = tiny.backbone.clip.encode_text(tokens)
+    assert torch.allclose(out.tokens[out.mask], x[out.mask], atol=1e-5)
+    assert torch.allclose(out.pooled, pooled, atol=1e-5)
+    assert torch.all(out.tokens[~out.mask] == 0)

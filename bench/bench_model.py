@@ -1,0 +1,65 @@
+"""Model costs on this machine: encode one query, score N stored video sets (random weights).
+
+    python bench/bench_model.py [--configs t2v-tiny t2v-vit-b-32] [--n 1000] [--repeats 20]
+
+Prints a table; the exhaustive scoring is also timed per stored video so sizes compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from model import create_model, get_config
+
+
+def timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--configs", nargs="+", default=["t2v-tiny", "t2v-vit-b-32"])
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, N={args.n} stored videos")
+    print(
+        f"| config | D | n_v | encode 1 query p50 ms | score 1 query x {args.n} videos p50 ms | "
+        "score p95 ms |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name in args.configs:
+        print(bench_config(name, args.n, args.repeats))
+
+
+def bench_config(name: str, n: int, repeats: int) -> str:
+    cfg = get_config(name).replace(pretrained=None)  # random weights: timing only
+    model = create_model(cfg, text_only=True)
+    g = torch.Generator().manual_seed(0)
+    videos = F.normalize(torch.randn(n, model.num_video_vectors, model.dim, generator=g), dim=-1)
+    videos = videos.half()  # the store keeps float16
+    query = "a man slices onions, then the pan catches fire"
+    with torch.inference_mode():
+        enc = timed(lambda: model.encode_texts([query]), repeats)
+        text = model.encode_texts([query])
+        score = timed(lambda: model.score(text, videos), repeats)
+    p95 = sorted(score)[int(0.95 * (len(score) - 1))]
+    return (
+        f"| {name} | {model.dim} | {model.num_video_vectors} | {statistics.median(enc):.1f} | "
+        f"{statistics.median(score):.1f} | {p95:.1f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
