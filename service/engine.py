@@ -252,9 +252,9 @@ class Engine:
         self.lib  # noqa: B018 - 503 before the store is loaded
         if body.titles is not None and len(body.titles) != len(body.paths):
             raise InvalidInput("titles must have one entry per path")
-        self._check_job_capacity(len(body.paths))
         roots = self.settings.allowed_roots
         resolved = [confine_path(p, roots) for p in body.paths]
+        self._check_job_capacity(len(resolved))
         titles = body.titles or [None] * len(resolved)
         items = [(str(p), p.name, t) for p, t in zip(resolved, titles, strict=True)]
         return self._created(self.jobs.create("paths", items))

@@ -48,7 +48,7 @@ class Server:
             env[f"T2V_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
         return env
 
-    def start(self) -> Server:
+    def start(self, wait: bool = True) -> Server:
         cmd = [
             sys.executable,
             "-m",
@@ -62,7 +62,8 @@ class Server:
         ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=log, stderr=log)
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
         return self
 
     def wait_ready(self) -> None:

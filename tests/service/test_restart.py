@@ -1,0 +1,98 @@
+"""Kill the server (SIGKILL) in the middle of an ingestion job: after a restart the job resumes
+under the same id and every video ends up indexed exactly once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from indexer.demo_rank import render_colour_video
+
+from .conftest import Server, wait_job
+
+COLOURS = ["red", "green", "blue", "yellow", "magenta", "orange"]
+
+
+def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "videos"
+    root.mkdir()
+    # long enough (several windows each) that the job is still running when we kill the server
+    paths = [render_colour_video(root / f"{c}.mp4", c, seconds=30.0 + i) for i, c in enumerate(COLOURS)]
+    settings = {
+        "index_dir": str(tmp_path / "index"),
+        "var_dir": str(tmp_path / "var"),
+        "allowed_roots": [str(root)],
+        "window": 4.0,
+        "stride": 2.0,
+    }
+    first = Server(tmp_path, settings).start()
+    try:
+        with first.client() as c:
+            r = c.post("/v1/ingest", json={"paths": [str(p) for p in paths]})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["id"]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                job = c.get(f"/v1/jobs/{job_id}").json()
+                if job["finished"] >= 1:
+                    break
+                time.sleep(0.05)
+            assert 1 <= job["finished"] < job["total"], f"the job should still be running: {job}"
+            first.kill()
+    finally:
+        first.kill()
+
+    second = Server(tmp_path, settings)
+    second.port = first.port  # same URL, as after a real restart
+    second.url = first.url
+    second.start()
+    try:
+        with second.client() as c:
+            job = wait_job(c, job_id)
+            assert [it["state"] for it in job["items"]] == ["done"] * len(paths), job
+            ids = [it["video_id"] for it in job["items"]]
+            assert len(set(ids)) == len(paths)
+            videos = c.get("/v1/videos").json()
+            assert videos["total"] == len(paths)
+            assert sorted(v["title"] for v in videos["items"]) == sorted(COLOURS)
+            # every video is searchable, each of its clips exactly once
+            for v in videos["items"]:
+                body = {"query": "a coloured background", "top_k": 100, "video_ids": [v["id"]]}
+                res = c.post("/v1/search", json=body).json()["results"]
+                assert {m["video_id"] for m in res} == {v["id"]}
+                starts = [m["start"] for m in res]
+                assert len(starts) == len(set(starts)) == v["clips"]
+            assert c.get("/v1/jobs").json()["total"] == 1
+    finally:
+        second.stop()
+
+
+def test_unusable_store_keeps_process_up_and_not_ready(tmp_path: Path) -> None:
+    """A directory that is not a store: /healthz answers, /readyz is a 503 that says why."""
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "manifest.json").write_text('{"format": "something-else"}')
+    srv = Server(tmp_path, {"index_dir": str(index), "var_dir": str(tmp_path / "var")}).start(wait=False)
+    try:
+        deadline = time.monotonic() + 90
+        body: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(srv.url + "/readyz", timeout=2)
+            except httpx.HTTPError:
+                time.sleep(0.3)
+                continue
+            assert r.status_code == 503, r.text
+            body = r.json()
+            if "still loading" not in body["error"]["message"]:
+                break
+            time.sleep(0.3)
+        assert body["error"]["code"] == "not_ready"
+        assert "store" in body["error"]["message"].lower(), body
+        assert httpx.get(srv.url + "/healthz", timeout=5).status_code == 200
+        search = httpx.post(srv.url + "/v1/search", json={"query": "red"}, timeout=5)
+        assert search.status_code == 503
+    finally:
+        srv.stop()
