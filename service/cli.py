@@ -9,7 +9,7 @@ import typer
 
 from indexer import cli as index_cli
 from indexer import train_cli
-from service import cli_serve
+from service import cli_serve, cli_weights, settings_doc
 
 app = typer.Typer(
     help="T2VParser semantic video search", no_args_is_help=True, pretty_exceptions_enable=False
@@ -45,6 +45,8 @@ def rank_demo(
 
 app.command("demo")(cli_serve.demo)  # the main job: demo library + model, served on 127.0.0.1
 app.command("serve")(cli_serve.serve)
+app.command("preload")(cli_weights.preload)  # weights into the cache (Docker start-up)
+app.command("settings")(settings_doc.settings_table)
 app.add_typer(index_cli.index_app, name="index")  # the offline indexer (indexer/cli.py)
 app.command("search")(index_cli.search)
 train_cli.register(app)  # t2v train / eval / synth
