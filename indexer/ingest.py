@@ -3,6 +3,7 @@
     ingestor = Ingestor(store, model, window=10.0, stride=5.0, batch_size=32)
     ingestor = Ingestor.from_settings(store, model, settings)      # IndexerSettings
     result = ingestor.ingest_file(path, title=None)  # IngestResult(status 'done'|'duplicate'|'failed')
+    store.flush()                                    # after a series of ingest_file calls
     results = ingestor.ingest_many(items, on_progress=callback, stop=threading.Event())
 
 A decoder thread prepares videos (probe, limits, content hash, frames) into a bounded queue while
@@ -174,7 +175,8 @@ class Ingestor:
 
     # ------------------------------------------------------------ one file
     def ingest_file(self, path: str | Path, title: str | None = None) -> IngestResult:
-        return self.ingest_many([IngestItem(Path(path), title)])[0]
+        """One file, committed on return; call `store.flush()` once a series of files is done."""
+        return self.ingest_many([IngestItem(Path(path), title)], flush=False)[0]
 
     # ------------------------------------------------------------ decode side (thread)
     def _prepare(self, item: IngestItem, claimed: dict[str, str]) -> _Prepared | IngestResult:
@@ -289,10 +291,12 @@ class Ingestor:
         items: Iterable[IngestItem | str | Path],
         on_progress: Callable[[IngestProgress], None] | None = None,
         stop: threading.Event | None = None,
+        flush: bool = True,
     ) -> list[IngestResult]:
         """Index every item; never raises for a bad file (it becomes a 'failed' result).
 
         `stop` (optional) ends the run after the videos in flight; results only cover what ran.
+        flush: persist the FAISS index at the end (committed videos are safe either way).
         """
         todo = [i if isinstance(i, IngestItem) else IngestItem(Path(i)) for i in items]
         stop = stop or threading.Event()
@@ -352,7 +356,8 @@ class Ingestor:
         finally:
             stop.set()
             producer.join(timeout=30)
-            self.store.flush()
+            if flush:
+                self.store.flush()
         return results
 
     def _store(self, p: _Prepared) -> IngestResult:
