@@ -1,0 +1,269 @@
+"""Store and search units on random unit vectors (no model): crash states, readers, deletion, recall."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from indexer.ingest import clip_windows, expand_paths
+from indexer.search import Searcher
+from indexer.store import (
+    ClipSpan,
+    ModelMismatchError,
+    NewVideo,
+    Store,
+    StoreError,
+    VideoNotInStoreError,
+)
+from model import TextSets
+
+D, NV = 16, 6
+
+
+def identity(weights: str = "checkpoint:abc") -> dict[str, Any]:
+    return {
+        "config": {"backbone": "x", "tau": 100.0, "frames": 4, "num_tokens": 2, "name": "t"},
+        "checkpoint_sha256": weights.split(":")[-1],
+        "dim": D,
+        "frames": 4,
+        "num_tokens": 2,
+        "vectors_per_clip": NV,
+        "weights": weights,
+    }
+
+
+def unit(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    x = rng.normal(size=(*shape, D))
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def video(i: int) -> NewVideo:
+    return NewVideo(f"/v/{i}.mp4", f"video {i}", f"hash{i}", 10.0, 25.0, 64, 48, "h264", 1000)
+
+
+def add(store: Store, rng: np.random.Generator, i: int, clips: int = 2) -> tuple[int, np.ndarray]:
+    mats = unit(rng, clips, NV)
+    spans = [ClipSpan(5.0 * c, 5.0 * c + 5) for c in range(clips)]
+    return store.add_video(video(i), spans, mats), mats
+
+
+def query(rng: np.random.Generator, n: int = 3) -> TextSets:
+    return TextSets(vectors=torch.from_numpy(unit(rng, 1, n)), mask=torch.ones(1, n, dtype=torch.bool))
+
+
+def test_rows_round_trip_and_open_errors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(StoreError, match="not a video store"):
+        Store.open(tmp_path / "nothing")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not empty"):
+        Store.open(tmp_path / "busy", identity(), create=True)
+    store = Store.open(tmp_path / "s", identity(), create=True)
+    vid, mats = add(store, rng, 1, clips=3)
+    ids = store.live_clip_ids([vid])
+    np.testing.assert_allclose(store.matrices(ids).astype(np.float32), mats, atol=1e-3)
+    store.close()
+    with pytest.raises(ModelMismatchError, match="weights: store has 'checkpoint:abc'.*reindex"):
+        Store.open(tmp_path / "s", identity("checkpoint:other"))
+    with Store.open(tmp_path / "s", identity()) as again:  # the same model is welcome
+        assert again.get_video(vid) is not None and again.stats().clips == 3
+
+
+def test_crash_leftovers_are_repaired_on_open(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    store = Store.open(tmp_path, identity(), create=True)
+    kept = [add(store, rng, i) for i in range(3)]
+    store.flush()
+    seg = next((tmp_path / "matrices").iterdir())
+    committed_size = seg.stat().st_size
+    # a writer killed after appending rows but before its commit, plus stray files
+    with open(seg, "ab") as f:
+        f.write(b"\x01" * (NV * D * 2 * 2 + 7))
+    (tmp_path / "matrices" / "seg-g0-000099.f16").write_bytes(b"\x00" * 100)
+    (tmp_path / ".manifest.json.tmp").write_text("{")
+    del store  # no close: the process died
+
+    store = Store.open(tmp_path, identity())
+    assert seg.stat().st_size == committed_size
+    assert sorted(p.name for p in (tmp_path / "matrices").iterdir()) == [seg.name]
+    assert not (tmp_path / ".manifest.json.tmp").exists()
+    report = store.verify()
+    assert report.ok, report.problems
+    vid, mats = add(store, rng, 9)  # appends land right after the committed rows
+    np.testing.assert_allclose(store.matrices(store.live_clip_ids([vid])).astype(np.float32), mats, atol=1e-3)
+    for v, m in kept:
+        np.testing.assert_allclose(store.matrices(store.live_clip_ids([v])).astype(np.float32), m, atol=1e-3)
+    store.close()
+
+
+def test_commits_missing_from_saved_faiss_are_caught_up(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    store = Store.open(tmp_path, identity(), create=True)
+    for i in range(3):
+        add(store, rng, i)
+    store.flush()  # the index file holds 6 clips
+    for i in range(3, 5):
+        add(store, rng, i)  # committed, never flushed
+    other = Store.open(tmp_path, identity())
+    assert other.stats().index_vectors == 10 * NV
+    assert other.verify().ok
+    other.close()
+    store.close()
+    # a torn index file (crash while writing it outside the atomic rename) is rebuilt
+    index_file = next(tmp_path.glob("faiss-g*.index"))
+    index_file.write_bytes(b"garbage")
+    with Store.open(tmp_path, identity()) as third:
+        assert third.stats().index_vectors == 10 * NV and third.verify().ok
+
+
+def test_verify_reports_disagreement(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    store = Store.open(tmp_path, identity(), create=True)
+    add(store, rng, 1)
+    store.close()
+    seg = next((tmp_path / "matrices").iterdir())
+    data = bytearray(seg.read_bytes())
+    data[:64] = b"\x00" * 64  # zero part of the first row
+    seg.write_bytes(bytes(data))
+    with Store.open(tmp_path) as s:
+        report = s.verify()
+    assert not report.ok and any("not unit vectors" in p for p in report.problems)
+
+
+def test_readers_see_commits_and_deletions_at_once(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    writer = Store.open(tmp_path, identity(), create=True)
+    reader = Store.open(tmp_path, identity())
+    searcher = Searcher(reader)
+    assert len(reader.live_clip_ids()) == 0
+    vid, mats = add(writer, rng, 1, clips=1)
+    q = TextSets(vectors=torch.from_numpy(mats[:, :3].copy()), mask=torch.ones(1, 3, dtype=torch.bool))
+    hits = searcher.search(q, top_k=5)
+    assert [m.video_id for m in hits.moments] == [vid]
+    assert writer.remove_video(vid) == 1
+    assert searcher.search(q, top_k=5).moments == []
+    with pytest.raises(VideoNotInStoreError):
+        writer.remove_video(vid)
+    assert reader.get_video(vid) is None and reader.count_videos() == 0
+    writer.close()
+    reader.close()
+
+
+def test_duplicate_content_is_refused_atomically(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    with Store.open(tmp_path, identity(), create=True) as store:
+        add(store, rng, 1)
+        with pytest.raises(StoreError, match="already indexed"):
+            add(store, rng, 1)
+        assert store.count_videos() == 1 and store.stats().clips == 2
+        assert store.find_duplicate("hash1") is not None
+        assert store.verify().ok
+
+
+def test_search_while_writing_from_threads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    store = Store.open(tmp_path, identity(), create=True)
+    searcher = Searcher(store)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    q = query(np.random.default_rng(60))
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                scores = [m.score for m in searcher.search(q, top_k=5).moments]
+                assert scores == sorted(scores, reverse=True)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(20):
+        add(store, rng, i)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store.verify().ok and store.stats().clips == 40
+    store.close()
+
+
+def test_search_filters_grouping_and_two_stage_recall(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    store = Store.open(tmp_path, identity(), create=True)
+    for i in range(300):
+        add(store, rng, i, clips=3)
+    searcher = Searcher(store, candidates_per_vector=100)
+    found = total = 0
+    for _ in range(10):
+        q = query(rng)
+        ids, exact = searcher.exhaustive_scores(q)
+        top = set(ids[np.argsort(-exact[0])[:10]].tolist())
+        got = {m.clip_id for m in searcher.search(q, top_k=10).moments}
+        found += len(top & got)
+        total += 10
+    assert found / total >= 0.9
+    q = query(rng)
+    some = [v.id for v in store.list_videos(limit=3)]
+    res = searcher.search(q, top_k=10, video_ids=some)
+    assert {m.video_id for m in res.moments} <= set(some) and len(res.moments) == 9
+    grouped = searcher.search(q, top_k=4, group_by_video=True, moments_per_video=2)
+    assert grouped.groups is not None and len(grouped.groups) == 4
+    assert all(1 <= len(g.moments) <= 2 and g.score == g.moments[0].score for g in grouped.groups)
+    cut = res.moments[4].score
+    assert all(m.score >= cut for m in searcher.search(q, top_k=10, video_ids=some, min_score=cut).moments)
+    store.close()
+
+
+def test_compact_to_ivf_keeps_search_working(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    store = Store.open(tmp_path, identity(), create=True)
+    vids = [add(store, rng, i, clips=4)[0] for i in range(200)]
+    for v in vids[:50]:
+        store.remove_video(v)
+    out = store.compact("ivf")
+    assert out["removed_clips"] == 200 and out["index"]["type"] == "ivf"
+    assert store.verify().ok
+    store.close()
+    with Store.open(tmp_path, identity()) as s:
+        assert s.stats().index["type"] == "ivf" and s.stats().clips == 600
+        ids = s.live_clip_ids([vids[60]])
+        q = TextSets(vectors=torch.from_numpy(s.matrices(ids[:1]).astype(np.float32)[:, :3]),
+                     mask=torch.ones(1, 3, dtype=torch.bool))  # fmt: skip
+        assert Searcher(s).search(q, top_k=1).moments[0].clip_id == int(ids[0])
+
+
+def test_clip_windows() -> None:
+    assert clip_windows(3.0, 10, 5) == [ClipSpan(0.0, 3.0)]
+    assert clip_windows(10.0, 10, 5) == [ClipSpan(0.0, 10.0)]
+    spans = clip_windows(22.0, 10, 5)
+    assert [(s.start, s.end) for s in spans] == [(0, 10), (5, 15), (10, 20), (12, 22)]
+    with pytest.raises(ValueError, match="unsearchable"):
+        clip_windows(30.0, 5, 10)
+
+
+def test_expand_paths_folders_and_manifests(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "x.mp4").write_bytes(b"1")
+    (tmp_path / "a" / "b" / "y.mp4").write_bytes(b"2")
+    (tmp_path / "a" / ".hidden.mp4").write_bytes(b"3")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"video": "a/x.mp4", "title": "X"}\n\n{"video": "/abs/z.mp4"}\n')
+    items = list(expand_paths([tmp_path / "a", manifest, tmp_path / "missing.mp4"]))
+    assert [(i.path, i.title) for i in items] == [
+        (tmp_path / "a" / "b" / "y.mp4", None),
+        (tmp_path / "a" / "x.mp4", None),
+        (tmp_path / "a" / "x.mp4", "X"),
+        (Path("/abs/z.mp4"), None),
+        (tmp_path / "missing.mp4", None),
+    ]
+    manifest.write_text('{"path": "oops"}\n')
+    with pytest.raises(ValueError, match="m.jsonl:1"):
+        list(expand_paths([manifest]))
