@@ -8,6 +8,7 @@ Public API (stable; the service builds on it)
 
     video_id = store.add_video(NewVideo(...), clips=[ClipSpan(start, end), ...],
                                matrices=(C, T+K, D) array)   # atomic: fully present or absent
+    store.add_videos([(video, clips, matrices), ...]) -> ids  # bulk: one commit, all or none
     store.find_duplicate(content_hash) -> VideoRecord | None
     store.remove_video(video_id) -> int               # clips tombstoned, never returned again
     store.get_video(video_id) -> VideoRecord | None
@@ -668,18 +669,27 @@ class Store:
         Callers check `find_duplicate` first; a duplicate content hash that slips through (a race
         with another writer) raises StoreError and stores nothing.
         """
-        mats = np.asarray(matrices)
-        if mats.ndim != 3 or mats.shape[1:] != (self.vectors_per_clip, self.dim):
-            raise ValueError(
-                f"matrices must be (C, {self.vectors_per_clip}, {self.dim}), got {tuple(mats.shape)}"
-            )
-        if len(clips) != mats.shape[0] or not clips:
-            raise ValueError(f"{len(clips)} clip spans for {mats.shape[0]} matrices")
-        if not np.isfinite(mats).all():
-            raise ValueError("matrices contain NaN or inf")
-        data = np.ascontiguousarray(mats, dtype=np.float16)
+        return self.add_videos([(video, clips, matrices)])[0]
+
+    def add_videos(self, batch: Sequence[tuple[NewVideo, Sequence[ClipSpan], np.ndarray]]) -> list[int]:
+        """Store several videos in one commit (all or none): one fsync and one transaction."""
+        if not batch:
+            return []
+        blocks = []
+        for video, clips, matrices in batch:
+            mats = np.asarray(matrices)
+            if mats.ndim != 3 or mats.shape[1:] != (self.vectors_per_clip, self.dim):
+                raise ValueError(
+                    f"matrices must be (C, {self.vectors_per_clip}, {self.dim}), got {tuple(mats.shape)}"
+                )
+            if len(clips) != mats.shape[0] or not clips:
+                raise ValueError(f"{video.path}: {len(clips)} clip spans for {mats.shape[0]} matrices")
+            if not np.isfinite(mats).all():
+                raise ValueError(f"{video.path}: matrices contain NaN or inf")
+            blocks.append(np.ascontiguousarray(mats, dtype=np.float16))
+        data = np.concatenate(blocks)  # (sum C, n_v, D)
         with self._writing():
-            seg_id, fname, first_row = self._segment_for(len(clips))
+            seg_id, fname, first_row = self._segment_for(len(data))
             path = self.root / MATRIX_DIR / fname
             # 1. rows appended and durable before anything refers to them
             with open(path, "r+b" if path.exists() else "w+b") as f:
@@ -690,6 +700,7 @@ class Store:
                 os.fsync(f.fileno())
             # 2. the commit point: one transaction
             now = time.time()
+            ids: list[int] = []
             try:
                 with self._db_lock:
                     cur = self._db.cursor()
@@ -701,48 +712,52 @@ class Store:
                                 (self._generation, fname),
                             )
                             seg_id = int(cur.lastrowid or 0)
-                        cur.execute(
-                            "INSERT INTO videos (path, title, content_hash, duration, fps, width, height, "
-                            "codec, size_bytes, mtime, added_at, state, num_clips) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)",
-                            (
-                                video.path,
-                                video.title,
-                                video.content_hash,
-                                video.duration,
-                                video.fps,
-                                video.width,
-                                video.height,
-                                video.codec,
-                                video.size_bytes,
-                                video.mtime,
-                                now,
-                                len(clips),
-                            ),
-                        )
-                        video_id = int(cur.lastrowid or 0)
-                        cur.executemany(
-                            "INSERT INTO clips (video_id, start, end, segment, row) VALUES (?, ?, ?, ?, ?)",
-                            [
-                                (video_id, float(c.start), float(c.end), seg_id, first_row + i)
-                                for i, c in enumerate(clips)
-                            ],
-                        )
-                        cur.execute(
-                            "UPDATE segments SET clips = ? WHERE id = ?", (first_row + len(clips), seg_id)
-                        )
+                        row = first_row
+                        for video, clips, _ in batch:
+                            cur.execute(
+                                "INSERT INTO videos (path, title, content_hash, duration, fps, width, "
+                                "height, codec, size_bytes, mtime, added_at, state, num_clips) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)",
+                                (
+                                    video.path,
+                                    video.title,
+                                    video.content_hash,
+                                    video.duration,
+                                    video.fps,
+                                    video.width,
+                                    video.height,
+                                    video.codec,
+                                    video.size_bytes,
+                                    video.mtime,
+                                    now,
+                                    len(clips),
+                                ),
+                            )
+                            video_id = int(cur.lastrowid or 0)
+                            cur.executemany(
+                                "INSERT INTO clips (video_id, start, end, segment, row) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                [
+                                    (video_id, float(c.start), float(c.end), seg_id, row + i)
+                                    for i, c in enumerate(clips)
+                                ],
+                            )
+                            row += len(clips)
+                            ids.append(video_id)
+                        cur.execute("UPDATE segments SET clips = ? WHERE id = ?", (row, seg_id))
                         cur.execute("COMMIT")
                     except BaseException:
                         cur.execute("ROLLBACK")
                         raise
             except sqlite3.IntegrityError as e:
-                raise StoreError(f"{video.path}: content already indexed ({e})") from e
+                paths = ", ".join(v.path for v, _, _ in batch[:3])
+                raise StoreError(f"{paths}: content already indexed ({e})") from e
             # 3. derived state: in-memory index and clip table (persisted by flush); our own
             # commits do not change this connection's data_version, so force the catch-up
             self._dirty = True
             self._data_version = -1
             self.refresh()
-            return video_id
+            return ids
 
     def _segment_for(self, n_clips: int) -> tuple[int | None, str, int]:
         """(segment id or None for a new one, file name, first row) for appending n_clips."""
