@@ -79,7 +79,8 @@ def demo(
 
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
-    settings = ServiceSettings(index_dir=workdir / "index", var_dir=workdir / "var")
+    # demo scenes last 2-3 s: short windows make each scene its own moment
+    settings = ServiceSettings(index_dir=workdir / "index", var_dir=workdir / "var", window=4.0, stride=2.0)
     settings.host = "127.0.0.1"
     if settings.model.checkpoint is None:
         typer.echo(
