@@ -28,8 +28,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .sampling import sample_frames_selective
 from .store import ClipSpan, NewVideo, Store, StoreError
-from .video import VideoError, probe, sample_frames, segment_times, to_model_input
+from .video import VideoError, probe, segment_times, to_model_input
 
 Status = Literal["done", "duplicate", "failed"]
 
@@ -221,7 +222,7 @@ class Ingestor:
                 str(path), "failed", reason=f"{len(uniq)} frames to sample exceeds the per-video limit"
             )
         try:
-            sampled = sample_frames(path, uniq.tolist(), self.pre)
+            sampled = sample_frames_selective(path, uniq.tolist(), self.pre, info.fps)
         except VideoError as e:
             return IngestResult(str(path), "failed", reason=e.reason)
         last_pts = max(sampled.pts)
