@@ -30,6 +30,12 @@ class ServiceSettings(IndexerSettings):
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins ('*' for any)")
     workers: int = Field(2, ge=1, le=64, description="threads for model/FAISS/ffmpeg work")
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        description="intra-op torch threads per worker (0 = torch default); 1 keeps query latency low "
+        "on shared CPUs, where multi-threaded kernels stall on busy cores",
+    )
     thumbnail_width: int = Field(320, ge=16, le=1920, description="thumbnail width in pixels")
 
     @model_validator(mode="after")

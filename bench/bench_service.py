@@ -1,0 +1,178 @@
+"""HTTP search latency of the running service (a real uvicorn process) on this machine.
+
+    python bench/bench_service.py [--clips 10000] [--queries 100]
+
+Two stores: the demo library (rendered + indexed like `t2v demo`) and a store of `--clips` clips
+of random unit vectors written through the store API. For each, p50/p95 of POST /v1/search over
+HTTP, against the same searches run in-process (no HTTP) in this run as the baseline, and the
+exhaustive exact scoring of every clip as the reference the two-stage search replaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from indexer.search import Searcher  # noqa: E402
+from indexer.store import ClipSpan, NewVideo, Store, store_identity  # noqa: E402
+from service.demo import build_demo  # noqa: E402
+from service.library import _build_model  # noqa: E402
+from service.settings import ServiceSettings  # noqa: E402
+
+WORDS = {
+    "colour": ["red", "green", "blue", "yellow", "purple"],
+    "shape": ["circle", "square", "triangle"],
+    "motion": ["left", "right", "up", "down"],
+}
+
+
+def queries(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        f"a {rng.choice(WORDS['colour'])} {rng.choice(WORDS['shape'])} moving {rng.choice(WORDS['motion'])}"
+        for _ in range(n)
+    ]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def timed(fn: Callable[[str], object], qs: list[str]) -> list[float]:
+    fn(qs[0])  # warm-up
+    out = []
+    for q in qs:
+        t = time.perf_counter()
+        fn(q)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def random_store(settings: ServiceSettings, clips: int, clips_per_video: int = 10) -> None:
+    model = _build_model(settings, text_only=True)
+    n_v, d = model.num_video_vectors, model.dim
+    rng = np.random.default_rng(0)
+    with Store.open(settings.index_dir, store_identity(model), create=True) as store:
+        for v in range(clips // clips_per_video):
+            mats = rng.standard_normal((clips_per_video, n_v, d)).astype(np.float32)
+            mats /= np.linalg.norm(mats, axis=-1, keepdims=True)
+            spans = [ClipSpan(5.0 * i, 5.0 * i + 10.0) for i in range(clips_per_video)]
+            video = NewVideo(
+                path=f"/nonexistent/random-{v:05d}.mp4",
+                title=f"random {v}",
+                content_hash=f"random-{v}",
+                duration=5.0 * clips_per_video + 5.0,
+                fps=25.0,
+                width=320,
+                height=240,
+                codec="h264",
+                size_bytes=1,
+            )
+            store.add_video(video, spans, mats)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(settings: ServiceSettings) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", T2V_INDEX_DIR=str(settings.index_dir))
+    env["T2V_VAR_DIR"] = str(settings.var_dir)
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--port", str(port)]
+    cmd += ["--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def measure(name: str, settings: ServiceSettings, qs: list[str]) -> list[str]:
+    model = _build_model(settings, text_only=True)
+    with Store.open(settings.index_dir) as store:
+        clips = store.stats().clips
+        searcher = Searcher(store, model)
+        inproc = timed(lambda q: searcher.search(q, top_k=10), qs)
+        exhaustive = timed(
+            lambda q: searcher.search(q, top_k=10, exhaustive=True), qs[: max(10, len(qs) // 5)]
+        )
+    proc, url = serve(settings)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as c:
+
+            def http(q: str) -> None:
+                r = c.post("/v1/search", json={"query": q, "top_k": 10})
+                r.raise_for_status()
+
+            over_http = timed(http, qs)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    base50 = pct(inproc, 50)
+    rows = []
+    for label, xs in (
+        ("HTTP POST /v1/search", over_http),
+        ("in-process Searcher (baseline)", inproc),
+        ("in-process exhaustive (reference)", exhaustive),
+    ):
+        rows.append(
+            f"| {name} | {clips} | {label} | {len(xs)} | {pct(xs, 50):.1f} | {pct(xs, 95):.1f} | "
+            f"{pct(xs, 50) / base50:.2f} |"
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clips", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=100)
+    args = ap.parse_args()
+    qs = queries(args.queries)
+    import torch
+
+    torch.set_num_threads(max(ServiceSettings().torch_threads, 1))  # the service's setting, same here
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = ServiceSettings(
+            index_dir=Path(tmp, "demo/index"), var_dir=Path(tmp, "demo/var"), window=4.0, stride=2.0
+        )
+        build_demo(demo, Path(tmp, "demo/videos"), log=lambda m: None)
+        rows += measure("demo library", demo, qs)
+        big = ServiceSettings(index_dir=Path(tmp, "big/index"), var_dir=Path(tmp, "big/var"))
+        t = time.perf_counter()
+        random_store(big, args.clips)
+        print(f"wrote {args.clips} random clips through the store API in {time.perf_counter() - t:.1f}s")
+        rows += measure(f"{args.clips // 1000}k random clips", big, qs)
+    model = ServiceSettings().model
+    print(f"model: {model.checkpoint or model.config}; {os.cpu_count()} CPUs; top_k=10; sequential requests")
+    print("| store | clips | path | queries | p50 ms | p95 ms | p50 / baseline |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
