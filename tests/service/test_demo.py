@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 
 from indexer.settings import DEMO_CHECKPOINT
 
-from .conftest import REPO, Server
+from .conftest import REPO, Server, free_port
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,24 +34,55 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`t2v demo --no-serve` as a user would run it: renders and indexes the demo library."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, str]]:
+    """The main job, `t2v demo`, as a user runs it: render + index the demo library, then serve.
+
+    Yields the server, the demo work directory and the job's printed output.
+    """
     work = tmp_path_factory.mktemp("demo")
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "service.cli", "demo", "--workdir", str(work), "--no-serve"]
-    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("indexed") >= 10, out.stdout
-    if not DEMO_CHECKPOINT.exists():
-        assert "random weights" in out.stderr  # the fallback says so
-    return work
+    log = work / "demo.log"
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "service.cli", "demo", "--workdir", str(work), "--port", str(port)]
+    srv = Server(work, {})
+    with open(log, "wb") as out:
+        srv.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while "try:  curl" not in log.read_text():
+            assert srv.proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        text = log.read_text()
+        srv.url = re.search(r"open (http://127\.0\.0\.1:\d+)/", text).group(1)  # type: ignore[union-attr]
+        srv.wait_ready()
+        yield srv, work, text
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(scope="module")
-def demo_server(demo_dir: Path) -> Iterator[Server]:
-    srv = Server(demo_dir, {"index_dir": str(demo_dir / "index"), "var_dir": str(demo_dir / "var")}).start()
-    yield srv
-    srv.stop()
+def demo_server(demo_run: tuple[Server, Path, str]) -> Server:
+    return demo_run[0]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(demo_run: tuple[Server, Path, str]) -> Path:
+    return demo_run[1]
+
+
+def test_main_job_prints_url_and_a_working_curl(demo_run: tuple[Server, Path, str]) -> None:
+    srv, _, text = demo_run
+    assert text.count("indexed:") == 10, text
+    if not DEMO_CHECKPOINT.exists():
+        assert "random weights" in text  # the fallback says so
+    assert f"open {srv.url}/" in text
+    curl = text.split("try:  ", 1)[1].splitlines()[0]
+    out = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert len(body["results"]) == 3
+    assert body["results"][0]["title"]
 
 
 def demo_manifest(demo_dir: Path) -> list[dict[str, Any]]:
