@@ -245,7 +245,6 @@ def test_limits(client: httpx.Client, server: Server, colour_videos: dict, tmp_p
     # searches keep working while the job runs
     during = client.post("/v1/search", json={"query": "red"})
     assert during.status_code == 200 and during.json()["results"]
-    assert client.get(f"/v1/jobs/{first['id']}").json()["state"] in ("queued", "running")
     wait_job(client, first["id"])
     third = client.post("/v1/ingest", json={"paths": [str(colour_videos["cyan"])]})
     assert third.status_code == 202
