@@ -46,6 +46,7 @@ def server(
             "limits__max_query_chars": 200,
             "limits__max_page_size": 50,
             "limits__max_active_jobs": 1,
+            "cors_origins": ["http://allowed.example"],
         },
     ).start()
     yield srv
@@ -263,3 +264,14 @@ def test_unknown_route_and_metrics(client: httpx.Client) -> None:
         next(line.split()[1] for line in text.splitlines() if line.startswith("t2v_index_videos "))
     )
     assert videos == client.get("/v1/videos").json()["total"]
+
+
+def test_cors_only_for_configured_origins(client: httpx.Client) -> None:
+    pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    ok = client.options("/v1/search", headers={"Origin": "http://allowed.example", **pre})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == "http://allowed.example"
+    other = client.options("/v1/search", headers={"Origin": "http://evil.example", **pre})
+    assert "access-control-allow-origin" not in other.headers
+    get = client.get("/v1/videos", headers={"Origin": "http://allowed.example"})
+    assert get.headers["access-control-allow-origin"] == "http://allowed.example"
