@@ -350,7 +350,9 @@ def generate_benchmark(
 
     Manifest rows: {"video" (relative to the manifest), "caption", "kind": "partial"|"full",
     "scene": index or null, "scene_start"/"scene_end" (informational)}. Captions describe the
-    whole clip's video; "partial" ones describe one scene only. Returns {split: manifest path}.
+    whole clip's video; "partial" ones describe one scene only. Also out_dir/pretrain.jsonl:
+    one clip per scene of the training videos (start/end = the scene) with its caption.
+    Returns {split or "pretrain": manifest path}.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -376,6 +378,17 @@ def generate_benchmark(
         path = out_dir / f"{split}.jsonl"
         _write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
         manifests[split] = path
+    # Scene-level pairs from the training videos (a clip = one scene's time window): the
+    # stand-in for CLIP's image-text pre-training, since no pretrained CLIP exists offline.
+    rows = []
+    for i, scenes in enumerate(plan.videos["train"]):
+        rel = f"videos/train/train-{i:04d}.mp4"
+        for j, (s, (a, b)) in enumerate(zip(scenes, scene_spans(scenes), strict=True)):
+            rows.append(
+                {"video": rel, "caption": s.caption(), "start": a, "end": b, "kind": "scene", "scene": j}
+            )
+    manifests["pretrain"] = out_dir / "pretrain.jsonl"
+    _write_text_atomic(manifests["pretrain"], "".join(json.dumps(r) + "\n" for r in rows))
     info = {
         "seed": seed,
         "counts": {s: len(plan.videos[s]) for s in SPLITS},

@@ -80,6 +80,7 @@ def format_table(results: dict[str, Any]) -> str:
 def train(
     config: Path | None = typer.Option(None, "--config", "-c", help="training config JSON"),
     model: str | None = typer.Option(None, help="model config name or JSON path"),
+    init_backbone: str | None = typer.Option(None, help="start the backbone from this model checkpoint"),
     train_data: str | None = typer.Option(None, "--train", help="training manifest or msrvtt:<root>:train9k"),
     val: str | None = typer.Option(None, help="data set evaluated after training"),
     out_dir: str | None = typer.Option(None, help="run directory (resumes if it holds a state)"),
@@ -105,6 +106,7 @@ def train(
 
     overrides = {
         "model": model,
+        "init_backbone": init_backbone,
         "train": train_data,
         "val": val,
         "out_dir": out_dir,
@@ -164,6 +166,9 @@ def eval_cmd(
     checkpoint: Path | None = typer.Option(None, help="model checkpoint"),
     config: str | None = typer.Option(None, help="model config (without a checkpoint: its own weights)"),
     out: Path | None = typer.Option(None, help="write the metrics here as JSON"),
+    mode: str | None = typer.Option(
+        None, help="score a meanp/zeroshot checkpoint in the other mode (they share their weights)"
+    ),
     device: str = typer.Option("auto"),
     cache_dir: str = typer.Option("var/frame-cache", help="frame cache directory"),
     workers: int = typer.Option(2, help="parallel ffmpeg decodes"),
@@ -179,13 +184,33 @@ def eval_cmd(
         if checkpoint is None and config is None:
             raise ValueError("pass --checkpoint and/or --config")
         torch.manual_seed(0)  # a config without weights (zero-shot baseline) is then reproducible
-        m = create_model(config, checkpoint=checkpoint, device=resolve_device(device))
+        if mode is not None:
+            if checkpoint is None:
+                raise ValueError("--mode needs a --checkpoint")
+            m = _with_mode(checkpoint, mode, resolve_device(device))
+        else:
+            m = create_model(config, checkpoint=checkpoint, device=resolve_device(device))
         res = evaluate(m, data, cache_dir, workers)
         res["model"] = model_identity(m)
         typer.echo(format_table(res["results"]))
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+def _with_mode(checkpoint: Path, mode: str, device: str) -> Any:
+    """A checkpoint's weights under another scoring mode with the same parameters."""
+    from model import T2VParser, read_checkpoint
+    from model.backbone import ClipBackbone
+
+    cfg, state, digest = read_checkpoint(checkpoint)
+    if {cfg.mode, mode} - {"meanp", "zeroshot"}:
+        raise ValueError(f"--mode converts between meanp and zeroshot only (checkpoint is {cfg.mode})")
+    cfg = cfg.replace(mode=mode, name=f"{cfg.name}-as-{mode}")
+    m = T2VParser(cfg, ClipBackbone.create(cfg.backbone, pretrained=None))
+    m.load_state_dict(state, strict=True)
+    m.checkpoint_sha256 = digest
+    return m.to(device).eval()
 
 
 def synth(

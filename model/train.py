@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbone import PreprocessCfg
-from .checkpoint import save_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint
 from .config import ConfigError, T2VConfig
 from .factory import create_model
 from .loss import t2v_loss
@@ -37,6 +37,7 @@ MODEL_FILE = "model.pt"  # the final model checkpoint (model.checkpoint format)
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "t2v-tiny"  # model config name or JSON path
+    init_backbone: str | None = None  # start the CLIP backbone from this model checkpoint's backbone
     train: str = ""  # training data set (manifest path or msrvtt:<root>:train9k)
     val: str | None = None  # optional data set evaluated at the end
     out_dir: str = "runs/t2v"  # state.pt, model.pt, log.jsonl
@@ -115,6 +116,18 @@ def to_input(frames: np.ndarray | Tensor, pre: PreprocessCfg, device: torch.devi
     return (x - mean) / std
 
 
+def load_backbone(model: T2VParser, checkpoint: str | Path) -> None:
+    """Copy the CLIP backbone weights of another model checkpoint (any mode) into `model`."""
+    ckpt_cfg, state, _ = read_checkpoint(checkpoint)
+    if ckpt_cfg.backbone != model.config.backbone:
+        raise ConfigError(
+            f"{checkpoint} has backbone {ckpt_cfg.backbone!r}, the model has {model.config.backbone!r}"
+        )
+    prefix = "backbone."
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    model.backbone.load_state_dict(sub, strict=True)
+
+
 def _no_decay(name: str, p: nn.Parameter) -> bool:
     return p.ndim < 2 or name.endswith(".bias") or "ln_" in name or "norm" in name
 
@@ -179,6 +192,8 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         torch.manual_seed(cfg.seed)  # same initial weights for the same seed
         self.model = create_model(model_config, device=self.device).train()
+        if cfg.init_backbone:
+            load_backbone(self.model, cfg.init_backbone)
         self.optim = build_optimizer(self.model, cfg)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.optim, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps)

@@ -1,0 +1,149 @@
+"""`t2v train` / `t2v eval` as a user runs them: subprocesses, a kill mid-run, a resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from indexer.synthetic import generate_benchmark
+from model import read_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "service.cli"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def t2v(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return generate_benchmark(tmp_path_factory.mktemp("bench"), seed=1, n_train=6, n_val=2, n_test=3)
+
+
+@pytest.fixture(scope="module")
+def train_config(bench: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cfg")
+    cfg = {
+        "model": "t2v-demo",
+        "train": str(bench["train"]),
+        "steps": 16,
+        "batch_size": 4,
+        "lr_backbone": 1e-3,
+        "lr_new": 1e-3,
+        "warmup_steps": 2,
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "threads": 1,
+        "workers": 1,
+        "cache_dir": str(root / "cache"),
+    }
+    path = root / "train.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _state_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+
+
+def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Path) -> None:
+    full = t2v("train", "-c", train_config, "--out-dir", tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    assert "model checkpoint" in full.stdout
+    log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 17))
+    assert all(r["clips_per_s"] > 0 and r["loss"] > 0 for r in log)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [*CLI, "train", "-c", str(train_config), "--out-dir", str(run)],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = run / "state.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: the state on disk must be usable
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    killed_at = _state_step(state)
+    assert 2 <= killed_at < 16
+    assert not (run / "model.pt").exists()
+
+    resumed = t2v("train", "-c", train_config, "--out-dir", run)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {run} at step {killed_at}/16" in resumed.stderr
+    cfg_a, _, sha_full = read_checkpoint(tmp_path / "full" / "model.pt")
+    _, _, sha_resumed = read_checkpoint(run / "model.pt")
+    assert sha_resumed == sha_full  # bit-identical to the uninterrupted run
+    assert cfg_a.name == "t2v-demo"
+
+    # training moved the weights after the kill point (so the equality above is not vacuous)
+    killed_state = torch.load(state, map_location="cpu", weights_only=False)["model"]
+    _, final_state, _ = read_checkpoint(run / "model.pt")
+    assert any(not torch.equal(killed_state[k], final_state[k]) for k in final_state)
+
+    # eval of the trained model: table on stdout, metrics per caption kind in the JSON
+    out = tmp_path / "eval.json"
+    bench_test = Path(json.loads(train_config.read_text())["train"]).with_name("test.jsonl")
+    ev = t2v("eval", bench_test, "--checkpoint", tmp_path / "full" / "model.pt", "--out", out)
+    assert ev.returncode == 0, ev.stderr
+    assert "partial" in ev.stdout and "t2v   R@1" in ev.stdout
+    res = json.loads(out.read_text())
+    assert set(res["results"]) == {"all", "partial", "full"}
+    assert res["results"]["full"]["queries"] == 3 and res["results"]["all"]["clips"] == 3
+    assert 0 <= res["results"]["partial"]["t2v"]["R@1"] <= 100
+    assert res["model"]["checkpoint_sha256"] == sha_full
+
+
+def test_bad_input_gives_clear_errors(tmp_path: Path, train_config: Path) -> None:
+    r = t2v(
+        "train", "--train", tmp_path / "missing.jsonl", "--out-dir", tmp_path / "x", "--model", "t2v-demo"
+    )
+    assert r.returncode == 1 and "error:" in r.stderr and "not found" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "no-such-model"], "unknown model config"),
+        (["--batch-size", "1"], "batch_size"),
+        (["--init-backbone", "/nonexistent.pt"], "not found"),
+    ],
+)
+def test_bad_training_options(train_config: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    r = CliRunner().invoke(app, ["train", "-c", str(train_config), "--out-dir", str(tmp_path), *args])
+    assert r.exit_code == 1
+    assert message in r.output
+
+
+def test_eval_of_missing_data_set(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    r = CliRunner().invoke(app, ["eval", str(tmp_path / "missing.jsonl"), "--config", "t2v-demo"])
+    assert r.exit_code == 1 and "not found" in r.output

@@ -1,0 +1,87 @@
+"""Training internals: schedule, optimiser groups, batches, backbone initialisation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model import ConfigError, create_model, get_config, save_checkpoint
+from model.train import TrainConfig, TrainData, Trainer, build_optimizer, load_backbone, lr_factor
+
+
+def test_lr_warmup_then_cosine() -> None:
+    assert lr_factor(0, warmup=4, total=20) == pytest.approx(0.25)
+    assert lr_factor(3, warmup=4, total=20) == pytest.approx(1.0)
+    assert lr_factor(4, warmup=4, total=20) == pytest.approx(1.0)
+    assert lr_factor(12, warmup=4, total=20) == pytest.approx(0.5)  # half way through the cosine
+    assert lr_factor(20, warmup=4, total=20) == pytest.approx(0.0, abs=1e-12)
+    mid = lr_factor(8, warmup=4, total=20)
+    assert mid == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.25)))
+
+
+def test_optimizer_groups_follow_the_spec() -> None:
+    model = create_model("t2v-demo")
+    cfg = TrainConfig(train="x", lr_backbone=1e-6)  # lr_new defaults to 10x
+    opt = build_optimizer(model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = set()
+    for g in opt.param_groups:
+        assert g["betas"] == (0.9, 0.98)
+        for p in g["params"]:
+            n = names[id(p)]
+            seen.add(n)
+            assert g["lr"] == pytest.approx(1e-6 if n.startswith("backbone.") else 1e-5)
+            is_norm_or_bias = p.ndim < 2 or n.endswith(".bias") or "ln_" in n
+            assert g["weight_decay"] == (0.0 if is_norm_or_bias else 0.2), n
+    assert seen == {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _data(model_frames: int, size: int, n: int = 6) -> TrainData:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (n, model_frames, 3, size, size, 3), dtype=np.uint8)
+    captions = [f"a {c} circle moving left" for c in ("red", "green", "blue", "yellow", "purple", "white")][
+        :n
+    ]
+    return TrainData(frames, captions, list(range(n)))
+
+
+def test_same_seed_same_steps(tmp_path: Path) -> None:
+    mcfg = get_config("t2v-demo")
+    losses = []
+    for run in ("a", "b"):
+        cfg = TrainConfig(train="x", out_dir=str(tmp_path / run), batch_size=4, lr_backbone=1e-3, steps=3)
+        tr = Trainer(cfg, mcfg, "cpu")
+        tr.set_data(_data(mcfg.frames, tr.model.backbone.preprocess.size))
+        losses.append([tr.train_step()["loss"] for _ in range(3)])
+    assert losses[0] == losses[1]
+    assert len(set(losses[0])) == 3  # the weights do change between steps
+
+
+def test_trainer_refuses_zeroshot_and_wrong_frames(tmp_path: Path) -> None:
+    cfg = TrainConfig(train="x", out_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="zeroshot"):
+        Trainer(cfg, get_config("t2v-tiny-zeroshot"), "cpu")
+    tr = Trainer(cfg, get_config("t2v-demo"), "cpu")
+    with pytest.raises(ConfigError, match="frames per clip"):
+        tr.set_data(_data(5, tr.model.backbone.preprocess.size))
+
+
+def test_load_backbone_copies_only_the_backbone(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    src = create_model("t2v-demo-meanp")
+    path = tmp_path / "src.pt"
+    save_checkpoint(path, src.config, src.state_dict())
+    torch.manual_seed(2)
+    dst = create_model("t2v-demo")
+    before = {k: v.clone() for k, v in dst.state_dict().items() if not k.startswith("backbone.")}
+    load_backbone(dst, path)
+    for k, v in src.backbone.state_dict().items():
+        assert torch.equal(dst.backbone.state_dict()[k], v)
+    for k, v in before.items():
+        assert torch.equal(dst.state_dict()[k], v)
+    with pytest.raises(ConfigError, match="backbone"):
+        load_backbone(create_model("t2v-tiny"), path)
