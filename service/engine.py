@@ -73,7 +73,7 @@ class Engine:
             if resumed:
                 log.info("resuming %d interrupted ingestion item(s)", resumed)
             self._lib = await self._run(open_library, self.settings)
-            self._refresh_gauges()
+            await self._run(self._refresh_gauges)
         except Exception as e:  # readiness reports it; the process stays up for /healthz
             self._load_error = f"{type(e).__name__}: {e}"
             log.exception("engine failed to start")
@@ -117,9 +117,9 @@ class Engine:
         videos, clips, _ = await self._run(lib.counts)
         return Ready(status="ready", model=lib.describe(), videos=videos, clips=clips)
 
-    def metrics_text(self) -> bytes:
-        if self._lib is not None:
-            self._refresh_gauges()
+    async def metrics_text(self) -> bytes:
+        # store stats take the store's locks: off the loop, like every store call
+        await self._run(self._refresh_gauges)
         return self.metrics.render()
 
     def _refresh_gauges(self) -> None:
@@ -321,8 +321,7 @@ class Engine:
             self.jobs.finish(item, state, reason, video_id)
             dirty = dirty or state == "done"
             self.metrics.ingested.labels(state).inc()
-            self.metrics.queue_depth.set(self.jobs.queue_depth())
-            self._refresh_gauges()
+            await self._run(self._refresh_gauges)
 
     def _ingest_one(self, item: WorkItem) -> tuple[str, str | None, int | None]:
         """Runs in the ingest thread: (state, reason, video_id)."""

@@ -26,4 +26,4 @@ async def readyz(eng: Engine = Depends(engine)) -> Ready:
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(eng: Engine = Depends(engine)) -> Response:
     """Prometheus text format."""
-    return Response(eng.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(await eng.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
