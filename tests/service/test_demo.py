@@ -158,3 +158,28 @@ def test_browser_search_click_plays_the_moment(demo_server: Server, demo_dir: Pa
         finally:
             browser.close()
     assert (ARTIFACTS / "browser-search.png").stat().st_size > 1000
+
+
+def test_browser_upload_form_shows_job_progress(demo_server: Server, colour_videos: dict[str, Path]) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: scripts/test.sh installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(demo_server.url + "/")
+            page.click("#add-videos summary")
+            page.set_input_files("#files", str(colour_videos["cyan"]))
+            page.click("#upload-form button")
+            page.wait_for_selector("#job-items li.state-done", timeout=60_000)
+            assert page.inner_text("#job-state") == "done: 1/1"
+            assert page.eval_on_selector("#job-progress", "el => el.value") == 1
+            assert "cyan.mp4: done" in page.inner_text("#job-items")
+            page.screenshot(path=str(ARTIFACTS / "browser-upload.png"), full_page=True)
+        finally:
+            browser.close()
+    with demo_server.client() as c:
+        titles = [v["title"] for v in c.get("/v1/videos", params={"title": "cyan"}).json()["items"]]
+    assert titles == ["cyan"]
