@@ -60,6 +60,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._thumbs: OrderedDict[tuple[int, float], bytes] = OrderedDict()
+        self._ingesting = False  # an item is in the ingest thread right now
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -92,7 +93,11 @@ class Engine:
         self._ingest_pool.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._lib is not None:
-            self._lib.close()
+            if self._ingesting:
+                # closing under a writer would race it; the store recovers on open, as after a crash
+                log.warning("stopping during an ingestion: the store is left for recovery on next start")
+            else:
+                self._lib.close()
         if self._jobs is not None:
             self._jobs.close()
 
@@ -309,6 +314,7 @@ class Engine:
                     pass
                 continue
             self.metrics.queue_depth.set(self.jobs.queue_depth())
+            self._ingesting = True
             try:
                 state, reason, video_id = await loop.run_in_executor(
                     self._ingest_pool, self._ingest_one, item
@@ -318,6 +324,7 @@ class Engine:
             except Exception as e:  # never let one item stop the queue
                 log.exception("ingestion of %s failed", item.path)
                 state, reason, video_id = "failed", f"internal error: {type(e).__name__}", None
+            self._ingesting = False
             self.jobs.finish(item, state, reason, video_id)
             dirty = dirty or state == "done"
             self.metrics.ingested.labels(state).inc()
