@@ -8,8 +8,10 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from indexer.settings import DEMO_CHECKPOINT
 
@@ -36,26 +38,33 @@ def serve(
     api_key: list[str] = typer.Option([], help="API key for write endpoints (repeatable)"),
 ) -> None:
     """Run the search service (flags override T2V_* environment settings)."""
-    settings = ServiceSettings()
-    if host is not None:
-        settings.host = host
-    if port is not None:
-        settings.port = port
-    if index_dir is not None:
-        settings.index_dir = index_dir
-    if var_dir is not None:
-        settings.var_dir = var_dir
+    data = ServiceSettings().model_dump()
+    flags = {"host": host, "port": port, "index_dir": index_dir, "var_dir": var_dir}
+    data.update({k: v for k, v in flags.items() if v is not None})
     if config is not None:
-        settings.model.config = config
-        if checkpoint is None:
-            settings.model.checkpoint = None
-    if checkpoint is not None:
-        settings.model.checkpoint = checkpoint
+        data["model"].update(config=config, checkpoint=checkpoint)
+    elif checkpoint is not None:
+        data["model"]["checkpoint"] = checkpoint
     if allowed_root:
-        settings.allowed_roots = list(allowed_root)
+        data["allowed_roots"] = list(allowed_root)
     if api_key:
-        settings.api_keys = list(api_key)
+        data["api_keys"] = list(api_key)
+    try:
+        settings = ServiceSettings.model_validate(data)
+    except ValidationError as e:
+        _fail(f"invalid settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}", 2)
+    ckpt = settings.model.checkpoint
+    if ckpt is not None and not Path(ckpt).is_file():
+        _fail(f"checkpoint {ckpt} does not exist (set --checkpoint or T2V_MODEL__CHECKPOINT)")
+    for root in settings.allowed_roots:
+        if not root.is_dir():
+            _fail(f"allowed root {root} is not a directory")
     _uvicorn(settings)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def _free_port(host: str, preferred: int) -> int:
