@@ -26,9 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexer.ingest import Ingestor, clip_windows  # noqa: E402
+from indexer.sampling import sample_frames_selective  # noqa: E402
 from indexer.search import Searcher  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store, store_identity  # noqa: E402
-from indexer.video import ffmpeg_exe, probe, sample_frames, segment_times, to_model_input  # noqa: E402
+from indexer.video import ffmpeg_exe, probe, segment_times, to_model_input  # noqa: E402
 from model import PreprocessCfg, TextSets, create_model, get_config  # noqa: E402
 
 WINDOW, STRIDE = 10.0, 5.0
@@ -55,7 +56,7 @@ def ours(path: Path, pre: PreprocessCfg, frames_per_clip: int) -> tuple[torch.Te
     info = probe(path)
     spans = clip_windows(info.duration, WINDOW, STRIDE)
     times = sorted({round(t, 6) for s in spans for t in segment_times(s.start, s.end, frames_per_clip)})
-    sampled = sample_frames(path, times, pre)
+    sampled = sample_frames_selective(path, times, pre, info.fps)
     return to_model_input(sampled.frames, pre), len(times)
 
 

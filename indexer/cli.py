@@ -43,6 +43,13 @@ def _settings() -> IndexerSettings:
     return IndexerSettings()
 
 
+def _with_overrides(
+    settings: IndexerSettings, window: float | None, stride: float | None, batch_size: int | None
+) -> IndexerSettings:
+    updates = {"window": window, "stride": stride, "batch_size": batch_size}
+    return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+
+
 def _index_dir(index: Path | None, settings: IndexerSettings) -> Path:
     return index if index is not None else settings.index_dir
 
@@ -198,9 +205,7 @@ def add(
     """Index videos into the store (created on first use); already indexed files are skipped."""
     from indexer.ingest import IngestItem, expand_paths
 
-    settings = _settings()
-    updates = {"window": window, "stride": stride, "batch_size": batch_size}
-    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    settings = _with_overrides(_settings(), window, stride, batch_size)
     index_dir = _index_dir(index, settings)
     try:
         items = list(expand_paths(paths))
@@ -338,13 +343,16 @@ def reindex(
     config: str | None = typer.Option(None, help="the new model's config"),
     checkpoint: Path | None = typer.Option(None, help="the new model's checkpoint"),
     device: str | None = typer.Option(None),
+    window: float | None = typer.Option(None, help="clip window in seconds (T2V_WINDOW)"),
+    stride: float | None = typer.Option(None, help="step between windows in seconds (T2V_STRIDE)"),
+    batch_size: int | None = typer.Option(None, help="clips per encoder batch (T2V_BATCH_SIZE)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Rebuild the store for a new model from the original video files (then swap it in)."""
     from indexer.ingest import IngestItem
-    from indexer.store import MANIFEST, Store, StoreError
+    from indexer.store import MANIFEST, Store, StoreError, swap_in
 
-    settings = _settings()
+    settings = _with_overrides(_settings(), window, stride, batch_size)
     index_dir = _index_dir(index, settings)
     if config is None and checkpoint is None:
         raise _fail("reindex needs the new model: --config and/or --checkpoint")
@@ -374,13 +382,7 @@ def reindex(
         results, secs = _run_ingest(new, model, items, settings, quiet)
     finally:
         new.close()
-    # swap: the old store stays complete until the new one is in place
-    retired = index_dir.with_name(index_dir.name + ".reindex-old")
-    if retired.exists():
-        shutil.rmtree(retired)
-    index_dir.rename(retired)
-    tmp.rename(index_dir)
-    shutil.rmtree(retired)
+    swap_in(index_dir, tmp)  # the old store stays complete until the new one is in place
     text, failed = _summary(results, secs)
     typer.echo(f"reindexed {index_dir} for the new model; {text}")
     if failed:

@@ -275,12 +275,17 @@ class Ingestor:
     # ------------------------------------------------------------ encode side (caller's thread)
     def _encode(self, batch: list[tuple[_Prepared, int]]) -> None:
         clips = np.stack([p.frames[p.gather[c]] for p, c in batch])  # (B, T, S, S, 3) uint8
-        x = to_model_input(clips, self.pre).to(self.device)  # (B, T, 3, S, S)
         with torch.no_grad():
             if self.device.type == "cuda":
+                # ship uint8 (4x fewer bytes), normalise on the GPU, run the towers in fp16
+                u8 = torch.from_numpy(clips).to(self.device, non_blocking=True)
+                x = u8.movedim(-1, -3).float().div_(255.0)  # (B, T, 3, S, S)
+                mean = torch.tensor(self.pre.mean, device=self.device).view(3, 1, 1)
+                std = torch.tensor(self.pre.std, device=self.device).view(3, 1, 1)
                 with torch.autocast("cuda", dtype=torch.float16):
-                    vecs = self.model.encode_videos(x.half()).vectors
+                    vecs = self.model.encode_videos((x - mean) / std).vectors
             else:
+                x = to_model_input(clips, self.pre)  # (B, T, 3, S, S)
                 vecs = self.model.encode_videos(x).vectors  # (B, T+K, D)
         arr = vecs.float().cpu().numpy().astype(np.float16)
         for (p, c), m in zip(batch, arr, strict=True):

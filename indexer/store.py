@@ -48,6 +48,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -272,6 +273,34 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
+def _swap_paths(root: Path) -> tuple[Path, Path]:
+    return root.with_name(root.name + ".reindex-new"), root.with_name(root.name + ".reindex-old")
+
+
+def swap_in(root: Path, new: Path) -> None:
+    """Replace the store at `root` by the complete (closed) store at `new` (used by reindex).
+
+    Two renames; a crash between them leaves `root` missing and `<root>.reindex-old` present,
+    which `finish_swap` (run by every open) completes."""
+    staged, retired = _swap_paths(root)
+    if new != staged:
+        new.rename(staged)
+    if retired.exists():
+        shutil.rmtree(retired)
+    root.rename(retired)
+    staged.rename(root)
+    shutil.rmtree(retired)
+
+
+def finish_swap(root: Path) -> None:
+    """Complete a reindex swap interrupted between its two renames (the new store is complete)."""
+    staged, retired = _swap_paths(root)
+    if not root.exists() and retired.exists() and (staged / MANIFEST).is_file():
+        staged.rename(root)
+    if root.exists() and retired.exists():
+        shutil.rmtree(retired)
+
+
 class _ClipTable:
     """In-memory columns of the live clip rows, for the rerank's gathers (no SQL per query)."""
 
@@ -337,6 +366,7 @@ class Store:
         (ModelMismatchError otherwise). index_type: force 'flat'|'ivf'|'hnsw' for a new store.
         """
         root = Path(path)
+        finish_swap(root)
         man_path = root / MANIFEST
         if not man_path.is_file():
             if not create:

@@ -267,3 +267,17 @@ def test_expand_paths_folders_and_manifests(tmp_path: Path) -> None:
     manifest.write_text('{"path": "oops"}\n')
     with pytest.raises(ValueError, match="m.jsonl:1"):
         list(expand_paths([manifest]))
+
+
+def test_reindex_swap_interrupted_between_renames_completes_on_open(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    root, new = tmp_path / "idx", tmp_path / "idx.reindex-new"
+    with Store.open(root, identity("checkpoint:old"), create=True) as old:
+        add(old, rng, 1)
+    with Store.open(new, identity("checkpoint:new"), create=True) as fresh:
+        add(fresh, rng, 2)
+        add(fresh, rng, 3)
+    root.rename(tmp_path / "idx.reindex-old")  # the crash: first rename done, second not
+    with Store.open(root, identity("checkpoint:new")) as s:
+        assert s.count_videos() == 2 and s.verify().ok
+    assert not (tmp_path / "idx.reindex-old").exists() and not new.exists()
