@@ -3,12 +3,14 @@ under the same id and every video ends up indexed exactly once."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
 import httpx
 
 from indexer.demo_rank import render_colour_video
+from service.jobs import JobStore
 
 from .conftest import Server, wait_job
 
@@ -43,6 +45,13 @@ def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
             first.kill()
     finally:
         first.kill()
+    # the narrowest crash window: a video committed to the store, its job item still 'running'
+    # (simulated: a second job's item for the already-stored first file, claimed and never finished)
+    jobs = JobStore(tmp_path / "var" / "jobs.sqlite")
+    committed_job = jobs.create("paths", [(str(paths[0]), paths[0].name, None)])
+    jobs.close()
+    with sqlite3.connect(tmp_path / "var" / "jobs.sqlite") as db:
+        db.execute("UPDATE items SET state='running' WHERE job_id=?", (committed_job,))
 
     second = Server(tmp_path, settings)
     second.port = first.port  # same URL, as after a real restart
@@ -64,7 +73,11 @@ def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
                 assert {m["video_id"] for m in res} == {v["id"]}
                 starts = [m["start"] for m in res]
                 assert len(starts) == len(set(starts)) == v["clips"]
-            assert c.get("/v1/jobs").json()["total"] == 1
+            # the committed-before-crash item is recognised as itself: done, not a duplicate
+            crashed = wait_job(c, committed_job)
+            assert crashed["items"][0]["state"] == "done", crashed
+            assert crashed["items"][0]["video_id"] == ids[0]
+            assert c.get("/v1/jobs").json()["total"] == 2
     finally:
         second.stop()
 
