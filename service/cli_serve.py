@@ -91,7 +91,7 @@ def demo(
     # demo scenes last 2-3 s: short windows make each scene its own moment
     settings = ServiceSettings(index_dir=workdir / "index", var_dir=workdir / "var", window=4.0, stride=2.0)
     settings.host = "127.0.0.1"
-    if settings.model.checkpoint is None:
+    if settings.model.checkpoint is None and settings.model.config == "t2v-tiny":
         typer.echo(
             f"warning: the demo model {DEMO_CHECKPOINT} does not exist yet; using the t2v-tiny config "
             "with random weights, so rankings are meaningless",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.store import ModelMismatchError
 from indexer.synthetic import render_demo_library, write_demo_manifest
 
 from .library import open_library
@@ -24,7 +26,13 @@ def build_demo(settings: ServiceSettings, video_dir: Path, log: Callable[[str], 
     log(f"rendering the demo library into {video_dir} ...")
     videos = render_demo_library(video_dir, seed=0)
     write_demo_manifest(videos, video_dir / "manifest.jsonl")
-    lib = open_library(settings)
+    try:
+        lib = open_library(settings)
+    except ModelMismatchError:
+        # the demo store is ours to rebuild: it was indexed with an earlier demo model
+        log(f"the demo store {settings.index_dir} was built with another model: rebuilding it")
+        shutil.rmtree(settings.index_dir)
+        lib = open_library(settings)
     try:
         for v in videos:
             outcome = lib.ingest(v.path, v.title)
