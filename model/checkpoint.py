@@ -34,6 +34,19 @@ def state_hash(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _clone_shared(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies that keep aliasing: a module registered under two names is stored once."""
+    copies: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for k, v in state_dict.items():
+        t = v.detach().cpu()
+        alias = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+        if alias not in copies:
+            copies[alias] = t.clone()
+        out[k] = copies[alias]
+    return out
+
+
 def save_checkpoint(
     path: str | Path,
     config: T2VConfig,
@@ -43,7 +56,7 @@ def save_checkpoint(
     """Write atomically (temp file + rename); returns the content hash."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
+    state = _clone_shared(state_dict)
     digest = state_hash(state)
     payload = {
         "format": FORMAT,
