@@ -52,10 +52,18 @@ class ClipBackbone(nn.Module):
         self.name = name
         self.preprocess = PreprocessCfg.from_open_clip(clip)
         self.tokenizer = open_clip.get_tokenizer(name)
-        self.text_tower: Any = getattr(clip, "text", clip)  # CustomTextCLIP keeps it in .text
         pool = getattr(self.text_tower, "text_pool_type", "argmax")
         if pool not in ("argmax", "eos"):
             raise ValueError(f"backbone {name}: text pooling {pool!r} is not supported (need argmax/eos)")
+
+    @property
+    def text_tower(self) -> Any:
+        """The module holding the text transformer (CustomTextCLIP keeps it in .text).
+
+        A property, not a submodule attribute: registering it would list the text weights twice
+        in the state dict when the tower is the CLIP module itself.
+        """
+        return getattr(self.clip, "text", self.clip)
 
     @classmethod
     def create(cls, name: str, pretrained: str | None, cache_dir: str | None = None) -> ClipBackbone:

@@ -34,6 +34,8 @@ def create_model(
         cfg = ckpt_cfg
         backbone = ClipBackbone.create(cfg.backbone, pretrained=None, cache_dir=cache_dir)
         model = T2VParser(cfg, backbone)
+        # early checkpoints also listed the text tower under an alias of the CLIP module
+        state = {k: v for k, v in state.items() if not k.startswith("backbone.text_tower.")}
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:

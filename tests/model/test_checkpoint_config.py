@@ -114,3 +114,11 @@ def test_missing_local_weights_file(tmp_path: Path) -> None:
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         create_model(cfg)
     assert time.monotonic() - start < 5
+
+
+def test_state_dict_lists_each_weight_once(tiny: T2VParser) -> None:
+    state = tiny.state_dict()
+    ptrs = [t.data_ptr() for t in state.values() if t.numel()]
+    assert len(ptrs) == len(set(ptrs)), "a tensor is listed under two names"
+    n_params = sum(p.numel() for p in tiny.parameters())
+    assert sum(t.numel() for k, t in state.items() if "attn_mask" not in k) >= n_params
