@@ -244,13 +244,17 @@ def bench_recall(args: argparse.Namespace) -> None:
             "exhaustive p50 ms |"
         )
         print("|---|---|---|---|---|---|")
-        recall_table(store, queries, args.k, "flat")
-        if args.ivf:
+        recall_table(store, queries, args.k, store.stats().index["type"])
+        for kind in args.rebuild:
             t0 = time.perf_counter()
-            info = store.compact("ivf")
-            label = f"ivf (nlist {info['index']['nlist']}, nprobe {info['index']['nprobe']})"
-            print(f"<!-- ivf built in {time.perf_counter() - t0:.0f} s -->")
-            recall_table(store, queries, args.k, label)
+            info = store.compact(kind)["index"]
+            built = time.perf_counter() - t0
+            params = {
+                "ivf": f"nlist {info['nlist']}, nprobe {info['nprobe']}",
+                "hnsw": f"M {info['hnsw_m']}, efSearch {info['ef_search']}",
+                "flat": "exact",
+            }[kind]
+            recall_table(store, queries, args.k, f"{kind} ({params}; built in {built:.0f} s)")
         store.close()
 
 
@@ -268,8 +272,13 @@ def main() -> None:
     ap.add_argument("--n-t", type=int, default=16)
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--k", type=int, nargs="+", default=[16, 64, 128])
-    ap.add_argument("--ivf", action="store_true", help="also compact into an IVF index and measure it")
+    ap.add_argument(
+        "--rebuild", nargs="*", default=["ivf", "hnsw"], help="index types to rebuild and measure"
+    )
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.what in ("extract", "all"):
         bench_extract(args)

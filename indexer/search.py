@@ -75,7 +75,8 @@ class Searcher:
     """Query encoding + two-stage search over one Store.
 
     candidates_per_vector: FAISS hits per query vector (stage 1); max_candidates caps the union
-    (the clips with the best single-vector similarity are kept).
+    (the clips with the best single-vector similarity are kept); faiss_threads: OpenMP threads
+    per FAISS call.
     """
 
     def __init__(
@@ -84,11 +85,13 @@ class Searcher:
         model: Any | None = None,
         candidates_per_vector: int = 64,
         max_candidates: int = 4096,
+        faiss_threads: int = 1,
     ) -> None:
         self.store = store
         self.model = model
         self.candidates_per_vector = candidates_per_vector
         self.max_candidates = max_candidates
+        self.faiss_threads = faiss_threads
 
     # ------------------------------------------------------------ stages
     def encode(self, query: str) -> TextSets:
@@ -104,7 +107,7 @@ class Searcher:
             if len(ids) <= FILTER_EXACT_MAX_CLIPS:
                 return ids
         vecs = text.vectors[0][text.mask[0]].float().cpu().numpy()  # (m, D)
-        scores, ids2 = self.store.candidates(vecs, self.candidates_per_vector)  # (m, k)
+        scores, ids2 = self.store.candidates(vecs, self.candidates_per_vector, self.faiss_threads)  # (m, k)
         flat_ids, flat_scores = ids2.ravel(), scores.ravel()
         ok = flat_ids >= 0
         flat_ids, flat_scores = flat_ids[ok], flat_scores[ok]

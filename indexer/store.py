@@ -302,22 +302,51 @@ def finish_swap(root: Path) -> None:
 
 
 class _ClipTable:
-    """In-memory columns of the live clip rows, for the rerank's gathers (no SQL per query)."""
+    """In-memory columns of the committed clip rows, in id order, for vectorised gathers.
+
+    Ids only grow (SQLite AUTOINCREMENT, appended in commit order), so lookups are binary searches.
+    """
 
     def __init__(self) -> None:
-        self.pos: dict[int, int] = {}
-        self.ids: list[int] = []
-        self.video: list[int] = []
-        self.segment: list[int] = []
-        self.row: list[int] = []
+        self.n = 0
+        self._cols = np.zeros((1024, 4), dtype=np.int64)  # id, video_id, segment, row
 
     def extend(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
-        for clip_id, video_id, seg, row in rows:
-            self.pos[clip_id] = len(self.ids)
-            self.ids.append(clip_id)
-            self.video.append(video_id)
-            self.segment.append(seg)
-            self.row.append(row)
+        if not rows:
+            return
+        need = self.n + len(rows)
+        if need > len(self._cols):
+            grown = np.zeros((max(need, 2 * len(self._cols)), 4), dtype=np.int64)
+            grown[: self.n] = self._cols[: self.n]
+            self._cols = grown
+        self._cols[self.n : need] = np.asarray(rows, dtype=np.int64)
+        self.n = need
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._cols[: self.n, 0]
+
+    @property
+    def video(self) -> np.ndarray:
+        return self._cols[: self.n, 1]
+
+    def last_id(self) -> int:
+        return int(self._cols[self.n - 1, 0]) if self.n else 0
+
+    def positions(self, clip_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, found mask) of `clip_ids` in the table."""
+        ids = self.ids
+        pos = np.searchsorted(ids, clip_ids)
+        pos_c = np.minimum(pos, max(self.n - 1, 0))
+        found = (pos < self.n) & (ids[pos_c] == clip_ids) if self.n else np.zeros(len(clip_ids), bool)
+        return pos_c, found
+
+    def locate(self, clip_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(segment, row) of each id; KeyError for an id that is not committed."""
+        pos, found = self.positions(clip_ids)
+        if not found.all():
+            raise KeyError(f"clips not in the store: {clip_ids[~found][:5].tolist()}")
+        return self._cols[pos, 2], self._cols[pos, 3]
 
 
 class Store:
@@ -346,6 +375,7 @@ class Store:
         self._spec = vi.IndexSpec()
         self._clips = _ClipTable()
         self._tombstones: set[int] = set()
+        self._dead = np.zeros(0, dtype=np.int64)  # sorted array of self._tombstones
         self._tomb_seq = 0
         self._maps: dict[int, np.memmap] = {}
         self._seg_files: dict[int, str] = {}
@@ -419,7 +449,7 @@ class Store:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         finally:
             db.close()
-        spec = vi.choose_spec(0, index_type)
+        spec = vi.choose_spec(0, index_type, int(identity["dim"]))
         now = time.time()
         manifest = {
             "format": FORMAT,
@@ -529,6 +559,7 @@ class Store:
         self._generation = generation
         self._clips = _ClipTable()
         self._tombstones = set()
+        self._dead = np.zeros(0, dtype=np.int64)
         self._tomb_seq = 0
         self._maps = {}
         self._seg_files = {}
@@ -561,7 +592,7 @@ class Store:
         return mats.reshape(-1, self.dim).astype(np.float32)
 
     def _catch_up_table(self) -> None:
-        last = self._clips.ids[-1] if self._clips.ids else 0
+        last = self._clips.last_id()
         rows = self._sql("SELECT id, video_id, segment, row FROM clips WHERE id > ? ORDER BY id", (last,))
         self._clips.extend(rows)
         for seg_id, fname in self._sql("SELECT id, file FROM segments"):
@@ -574,10 +605,12 @@ class Store:
         ):
             self._tombstones.add(int(clip_id))
             self._tomb_seq = int(seq)
+        if len(self._tombstones) != len(self._dead):
+            self._dead = np.sort(np.fromiter(self._tombstones, dtype=np.int64))
         # FAISS: add every committed clip above the index's largest id, in id order
         top = vi.max_id(self._index)
-        ids = np.asarray(self._clips.ids, dtype=np.int64)
-        missing = ids[ids > top]
+        ids = self._clips.ids
+        missing = ids[ids > top].copy()
         for start in range(0, len(missing), 4096):
             chunk = missing[start : start + 4096]
             vi.add_clips(self._index, chunk, self.matrices(chunk))
@@ -593,44 +626,41 @@ class Store:
         return mm
 
     # ---------------------------------------------------------------- search-side reads
-    def candidates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, queries: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """FAISS top-k rows per query vector: (scores (m, k), clip ids (m, k), -1 = none)."""
         self.refresh()
         with self._lock:
-            return vi.search(self._index, queries, k)
+            return vi.search(self._index, queries, k, threads)
 
     def live_clip_ids(self, video_ids: Sequence[int] | None = None) -> np.ndarray:
         """Ids of clips not deleted, optionally only those of `video_ids`; (n,) int64."""
         self.refresh()
         with self._lock:
-            ids = np.asarray(self._clips.ids, dtype=np.int64)
+            ids = self._clips.ids
+            keep = ~np.isin(ids, self._dead) if len(self._dead) else np.ones(len(ids), bool)
             if video_ids is not None:
-                videos = np.asarray(self._clips.video, dtype=np.int64)
-                ids = ids[np.isin(videos, np.asarray(list(video_ids), dtype=np.int64))]
-            if self._tombstones:
-                ids = ids[~np.isin(ids, np.fromiter(self._tombstones, dtype=np.int64))]
-            return ids
+                keep &= np.isin(self._clips.video, np.asarray(list(video_ids), dtype=np.int64))
+            return ids[keep].copy()
 
     def filter_live(self, clip_ids: np.ndarray, video_ids: Sequence[int] | None = None) -> np.ndarray:
-        """Keep committed, non-deleted clips (and only those of `video_ids` when given)."""
+        """Keep committed, non-deleted clips (and only those of `video_ids` when given), in order."""
         with self._lock:
-            keep = [c for c in clip_ids.tolist() if c in self._clips.pos and c not in self._tombstones]
+            clip_ids = np.asarray(clip_ids, dtype=np.int64)
+            pos, keep = self._clips.positions(clip_ids)
+            if len(self._dead):
+                keep &= ~np.isin(clip_ids, self._dead)
             if video_ids is not None:
-                allowed = set(video_ids)
-                keep = [c for c in keep if self._clips.video[self._clips.pos[c]] in allowed]
-            return np.asarray(keep, dtype=np.int64)
+                keep &= np.isin(self._clips.video[pos], np.asarray(list(video_ids), dtype=np.int64))
+            return clip_ids[keep]
 
     def matrices(self, clip_ids: np.ndarray) -> np.ndarray:
         """(C, n_v, D) float16 video sets of `clip_ids`, gathered from the memory-mapped segments."""
         with self._lock:
+            clip_ids = np.asarray(clip_ids, dtype=np.int64)
             out = np.empty((len(clip_ids), self.vectors_per_clip, self.dim), dtype=np.float16)
             if len(clip_ids) == 0:
                 return out
-            pos = np.fromiter(
-                (self._clips.pos[int(c)] for c in clip_ids), dtype=np.int64, count=len(clip_ids)
-            )
-            segs = np.asarray(self._clips.segment, dtype=np.int64)[pos]
-            rows = np.asarray(self._clips.row, dtype=np.int64)[pos]
+            segs, rows = self._clips.locate(clip_ids)
             for seg in np.unique(segs):
                 sel = np.nonzero(segs == seg)[0]
                 mm = self._memmap(int(seg), int(rows[sel].max()) + 1)
@@ -835,13 +865,13 @@ class Store:
         IVF once it outgrows a flat scan (unless the index type was pinned at creation)."""
         with self._writing():
             with self._lock:
-                rows = len(self._clips.ids) * self.vectors_per_clip
+                rows = self._clips.n * self.vectors_per_clip
                 if (
                     self._spec.type == "flat"
-                    and rows > vi.FLAT_MAX_ROWS
+                    and not vi.flat_is_enough(rows, self.dim)
                     and not self._manifest.get("index_pinned", False)
                 ):
-                    self._spec = vi.choose_spec(rows)
+                    self._spec = vi.choose_spec(rows, dim=self.dim)
                     self._manifest["index"] = self._spec.to_dict()
                     self._index = self._fresh_index()
                     self._catch_up()
@@ -877,7 +907,8 @@ class Store:
                 old_gen = self._generation
                 new_gen = old_gen + 1
                 dead = set(self._tombstones)
-                live = np.asarray([c for c in self._clips.ids if c not in dead], dtype=np.int64)
+                ids = self._clips.ids
+                live = ids[~np.isin(ids, self._dead)].copy() if dead else ids.copy()
                 # 1. new segment files, durable, referenced by nothing yet
                 per_seg = max(1, SEGMENT_MAX_BYTES // self._clip_bytes)
                 placements: list[tuple[int, str, int]] = []  # (clip id, file, row)
@@ -921,7 +952,7 @@ class Store:
                         raise
                 # 3. derived: new index for the new generation, then drop the old files
                 rows = len(live) * self.vectors_per_clip
-                self._manifest["index"] = vi.choose_spec(rows, index_type).to_dict()
+                self._manifest["index"] = vi.choose_spec(rows, index_type, self.dim).to_dict()
                 if index_type is not None:
                     self._manifest["index_pinned"] = True
                 _write_json_atomic(self.root / MANIFEST, self._manifest)
