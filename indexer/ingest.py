@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +42,7 @@ class IngestLimits:
     max_duration: float = 24 * 3600.0  # seconds
     max_side: int = 8192  # pixels, either dimension
     min_side: int = 8
-    max_frames_per_video: int = 50_000  # sampled frames kept in memory for one video
+    max_frame_bytes: int = 1 << 30  # sampled frames (uint8) of one video held in memory at once
 
 
 @dataclass(frozen=True)
@@ -217,9 +217,13 @@ class Ingestor:
         times = [t for s in spans for t in segment_times(s.start, s.end, self.frames_per_clip)]
         # overlapping windows share sample times: decode each distinct time once
         uniq, inverse = np.unique(np.round(np.asarray(times), 6), return_inverse=True)
-        if len(uniq) > lim.max_frames_per_video:
+        need = len(uniq) * self.pre.size * self.pre.size * 3
+        if need > lim.max_frame_bytes:
             return IngestResult(
-                str(path), "failed", reason=f"{len(uniq)} frames to sample exceeds the per-video limit"
+                str(path),
+                "failed",
+                reason=f"too long to sample at once: {len(uniq)} frames need {need >> 20} MiB "
+                f"(limit {lim.max_frame_bytes >> 20} MiB); split the video or use a longer stride",
             )
         try:
             sampled = sample_frames_selective(path, uniq.tolist(), self.pre, info.fps)
@@ -319,10 +323,8 @@ class Ingestor:
             progress.failed += r.status == "failed"
             progress.duplicates += r.status == "duplicate"
             progress.elapsed = time.perf_counter() - t_start
-            progress.last = r
             if on_progress:
-                on_progress(progress)
-            progress.last = None
+                on_progress(replace(progress, last=r))  # a snapshot per event
 
         pending: list[_Prepared] = []  # decoded videos not yet stored, in arrival order
         batch: list[tuple[_Prepared, int]] = []
@@ -339,7 +341,7 @@ class Ingestor:
             while pending and pending[0].remaining == 0:
                 finish(self._store(pending.pop(0)))
             if on_progress:
-                on_progress(progress)
+                on_progress(replace(progress))
             if time.perf_counter() - last_flush > 300:  # bound the FAISS catch-up after a crash
                 self.store.flush()
                 last_flush = time.perf_counter()

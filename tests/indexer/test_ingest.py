@@ -1,0 +1,56 @@
+"""The ingestion API the service calls per file, in-process with the tiny model."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from indexer.ingest import IngestLimits, Ingestor, IngestProgress
+from indexer.store import Store, store_identity
+from model import create_model
+
+from .conftest import colour_video
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("t2v-tiny")
+
+
+def test_ingest_file_then_duplicate_and_progress(model: torch.nn.Module, tmp_path: Path) -> None:
+    a = colour_video(tmp_path / "a.mp4", "red", 13)
+    b = colour_video(tmp_path / "b.mp4", "green", 2)
+    store = Store.open(tmp_path / "idx", store_identity(model), create=True)
+    ing = Ingestor(store, model, window=6, stride=3, batch_size=4)
+    first = ing.ingest_file(a, title="A")
+    assert first.status == "done" and first.clips == 4  # [0,6] [3,9] [6,12] [7,13]
+    again = ing.ingest_file(a)
+    assert again.status == "duplicate" and again.video_id == first.video_id
+    events: list[IngestProgress] = []
+    results = ing.ingest_many([b, tmp_path / "nope.mp4"], on_progress=events.append)
+    assert sorted(r.status for r in results) == ["done", "failed"]
+    finished = [e for e in events if e.last is not None]
+    assert [e.files_done for e in finished] == [1, 2] and finished[-1].failed == 1
+    assert events[-1].clips_done == 1 and events[-1].frames_done == model.config.frames
+    video = store.get_video(first.video_id or 0)
+    assert video is not None and video.title == "A" and video.num_clips == 4
+    assert store.verify().ok
+    store.close()
+
+
+def test_limits_and_stop(model: torch.nn.Module, tmp_path: Path) -> None:
+    v = colour_video(tmp_path / "v.mp4", "blue", 3, size="320x64")
+    store = Store.open(tmp_path / "idx", store_identity(model), create=True)
+    tight = Ingestor(store, model, limits=IngestLimits(max_side=200))
+    r = tight.ingest_file(v)
+    assert r.status == "failed" and "absurd resolution 320x64" in r.reason
+    stop = threading.Event()
+    stop.set()
+    assert Ingestor(store, model).ingest_many([v], stop=stop) == []
+    with pytest.raises(ValueError, match="unsearchable"):
+        Ingestor(store, model, window=2, stride=5)
+    store.close()
