@@ -145,6 +145,105 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[IngestItem]:
             yield IngestItem(p)
 
 
+def prepare_video(
+    item: IngestItem,
+    pre: Any,
+    frames_per_clip: int,
+    window: float,
+    stride: float,
+    limits: IngestLimits,
+    check_duplicate: Callable[[Path, str], IngestResult | None],
+) -> _Prepared | IngestResult:
+    """Probe, check limits, hash, then sample every clip's frames in one decode pass.
+
+    check_duplicate(path, content_hash) returns a 'duplicate' result to skip the file before any
+    decoding. Shared by the threaded Ingestor and the Ray pipeline (indexer.distributed).
+    """
+    t0 = time.perf_counter()
+    path = item.path
+    try:
+        info = probe(path)
+    except VideoError as e:
+        return IngestResult(str(path), "failed", reason=e.reason)
+    except (OSError, ValueError) as e:
+        return IngestResult(str(path), "failed", reason=f"cannot read: {e}")
+    lim = limits
+    if not (lim.min_side <= info.width <= lim.max_side and lim.min_side <= info.height <= lim.max_side):
+        return IngestResult(
+            str(path),
+            "failed",
+            reason=f"absurd resolution {info.width}x{info.height} "
+            f"(each side must be {lim.min_side}..{lim.max_side} px)",
+        )
+    if info.duration > lim.max_duration:
+        return IngestResult(
+            str(path),
+            "failed",
+            reason=f"absurd duration {info.duration:.0f}s (limit {lim.max_duration:.0f}s)",
+        )
+    stat = path.stat()
+    digest = content_hash(path)
+    dup = check_duplicate(path, digest)
+    if dup is not None:
+        return dup
+    spans = clip_windows(info.duration, window, stride)
+    times = [t for s in spans for t in segment_times(s.start, s.end, frames_per_clip)]
+    # overlapping windows share sample times: decode each distinct time once
+    uniq, inverse = np.unique(np.round(np.asarray(times), 6), return_inverse=True)
+    need = len(uniq) * pre.size * pre.size * 3
+    if need > lim.max_frame_bytes:
+        return IngestResult(
+            str(path),
+            "failed",
+            reason=f"too long to sample at once: {len(uniq)} frames need {need >> 20} MiB "
+            f"(limit {lim.max_frame_bytes >> 20} MiB); split the video or use a longer stride",
+        )
+    try:
+        sampled = sample_frames_selective(path, uniq.tolist(), pre, info.fps)
+    except VideoError as e:
+        return IngestResult(str(path), "failed", reason=e.reason)
+    last_pts = max(sampled.pts)
+    if last_pts < uniq[-1] - max(1.0, 0.1 * info.duration):
+        return IngestResult(
+            str(path),
+            "failed",
+            reason=f"truncated or corrupt: frames end at {last_pts:.1f}s of {info.duration:.1f}s",
+        )
+    video = NewVideo(
+        path=str(path.resolve()),
+        title=item.title or path.stem,
+        content_hash=digest,
+        duration=info.duration,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        codec=info.codec,
+        size_bytes=info.size_bytes,
+        mtime=stat.st_mtime,
+    )
+    gather = inverse.reshape(len(spans), frames_per_clip)  # (C, T)
+    return _Prepared(item, video, spans, sampled.frames, gather, t0, [None] * len(spans), len(spans))
+
+
+def encode_clips(model: Any, clips: np.ndarray) -> np.ndarray:
+    """(B, T, S, S, 3) uint8 frames -> (B, T+K, D) float16 video sets, on the model's device."""
+    pre = model.backbone.preprocess
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        if device.type == "cuda":
+            # ship uint8 (4x fewer bytes), normalise on the GPU, run the towers in fp16
+            u8 = torch.from_numpy(clips).to(device, non_blocking=True)
+            x = u8.movedim(-1, -3).float().div_(255.0)  # (B, T, 3, S, S)
+            mean = torch.tensor(pre.mean, device=device).view(3, 1, 1)
+            std = torch.tensor(pre.std, device=device).view(3, 1, 1)
+            with torch.autocast("cuda", dtype=torch.float16):
+                vecs = model.encode_videos((x - mean) / std).vectors
+        else:
+            x = to_model_input(clips, pre)  # (B, T, 3, S, S)
+            vecs = model.encode_videos(x).vectors  # (B, T+K, D)
+    return vecs.float().cpu().numpy().astype(np.float16)
+
+
 class Ingestor:
     def __init__(
         self,
@@ -181,75 +280,20 @@ class Ingestor:
 
     # ------------------------------------------------------------ decode side (thread)
     def _prepare(self, item: IngestItem, claimed: dict[str, str]) -> _Prepared | IngestResult:
-        t0 = time.perf_counter()
-        path = item.path
-        try:
-            info = probe(path)
-        except VideoError as e:
-            return IngestResult(str(path), "failed", reason=e.reason)
-        except (OSError, ValueError) as e:
-            return IngestResult(str(path), "failed", reason=f"cannot read: {e}")
-        lim = self.limits
-        if not (lim.min_side <= info.width <= lim.max_side and lim.min_side <= info.height <= lim.max_side):
-            return IngestResult(
-                str(path),
-                "failed",
-                reason=f"absurd resolution {info.width}x{info.height} "
-                f"(each side must be {lim.min_side}..{lim.max_side} px)",
-            )
-        if info.duration > lim.max_duration:
-            return IngestResult(
-                str(path),
-                "failed",
-                reason=f"absurd duration {info.duration:.0f}s (limit {lim.max_duration:.0f}s)",
-            )
-        stat = path.stat()
-        digest = content_hash(path)
-        dup = self.store.find_duplicate(digest)
-        if dup is not None:
-            return IngestResult(
-                str(path), "duplicate", dup.id, f"same content as video {dup.id} ({dup.path})"
-            )
-        if digest in claimed:
-            return IngestResult(str(path), "duplicate", None, f"same content as {claimed[digest]}")
-        claimed[digest] = str(path)
-        spans = clip_windows(info.duration, self.window, self.stride)
-        times = [t for s in spans for t in segment_times(s.start, s.end, self.frames_per_clip)]
-        # overlapping windows share sample times: decode each distinct time once
-        uniq, inverse = np.unique(np.round(np.asarray(times), 6), return_inverse=True)
-        need = len(uniq) * self.pre.size * self.pre.size * 3
-        if need > lim.max_frame_bytes:
-            return IngestResult(
-                str(path),
-                "failed",
-                reason=f"too long to sample at once: {len(uniq)} frames need {need >> 20} MiB "
-                f"(limit {lim.max_frame_bytes >> 20} MiB); split the video or use a longer stride",
-            )
-        try:
-            sampled = sample_frames_selective(path, uniq.tolist(), self.pre, info.fps)
-        except VideoError as e:
-            return IngestResult(str(path), "failed", reason=e.reason)
-        last_pts = max(sampled.pts)
-        if last_pts < uniq[-1] - max(1.0, 0.1 * info.duration):
-            return IngestResult(
-                str(path),
-                "failed",
-                reason=f"truncated or corrupt: frames end at {last_pts:.1f}s of {info.duration:.1f}s",
-            )
-        video = NewVideo(
-            path=str(path.resolve()),
-            title=item.title or path.stem,
-            content_hash=digest,
-            duration=info.duration,
-            fps=info.fps,
-            width=info.width,
-            height=info.height,
-            codec=info.codec,
-            size_bytes=info.size_bytes,
-            mtime=stat.st_mtime,
+        def check_duplicate(path: Path, digest: str) -> IngestResult | None:
+            dup = self.store.find_duplicate(digest)
+            if dup is not None:
+                return IngestResult(
+                    str(path), "duplicate", dup.id, f"same content as video {dup.id} ({dup.path})"
+                )
+            if digest in claimed:
+                return IngestResult(str(path), "duplicate", None, f"same content as {claimed[digest]}")
+            claimed[digest] = str(path)
+            return None
+
+        return prepare_video(
+            item, self.pre, self.frames_per_clip, self.window, self.stride, self.limits, check_duplicate
         )
-        gather = inverse.reshape(len(spans), self.frames_per_clip)  # (C, T)
-        return _Prepared(item, video, spans, sampled.frames, gather, t0, [None] * len(spans), len(spans))
 
     def _producer(
         self,
@@ -279,19 +323,7 @@ class Ingestor:
     # ------------------------------------------------------------ encode side (caller's thread)
     def _encode(self, batch: list[tuple[_Prepared, int]]) -> None:
         clips = np.stack([p.frames[p.gather[c]] for p, c in batch])  # (B, T, S, S, 3) uint8
-        with torch.no_grad():
-            if self.device.type == "cuda":
-                # ship uint8 (4x fewer bytes), normalise on the GPU, run the towers in fp16
-                u8 = torch.from_numpy(clips).to(self.device, non_blocking=True)
-                x = u8.movedim(-1, -3).float().div_(255.0)  # (B, T, 3, S, S)
-                mean = torch.tensor(self.pre.mean, device=self.device).view(3, 1, 1)
-                std = torch.tensor(self.pre.std, device=self.device).view(3, 1, 1)
-                with torch.autocast("cuda", dtype=torch.float16):
-                    vecs = self.model.encode_videos((x - mean) / std).vectors
-            else:
-                x = to_model_input(clips, self.pre)  # (B, T, 3, S, S)
-                vecs = self.model.encode_videos(x).vectors  # (B, T+K, D)
-        arr = vecs.float().cpu().numpy().astype(np.float16)
+        arr = encode_clips(self.model, clips)  # (B, T+K, D) float16
         for (p, c), m in zip(batch, arr, strict=True):
             p.encoded[c] = m
             p.remaining -= 1
