@@ -4,6 +4,8 @@ two-stage search recall against exhaustive scoring.
     python bench/bench_index.py extract   [--videos 4] [--seconds 30]
     python bench/bench_index.py ingest    [--configs t2v-tiny t2v-vit-b-32] [--videos 3]
     python bench/bench_index.py recall    [--clips 100000] [--dim 64] [--queries 50]
+    python bench/bench_index.py synthetic [--data data/synth/test.jsonl]
+                                          [--checkpoint runs/synth-t2v/model.pt]
     python bench/bench_index.py all
 
 Every comparison is measured in the same run on the same inputs; tables are printed as markdown.
@@ -149,9 +151,12 @@ def bench_ingest(args: argparse.Namespace) -> None:
             x = torch.randn(min(args.batch, clips), cfg.frames, 3, s, s)
             with torch.no_grad():
                 model.encode_videos(x[:1])
-                t1 = time.perf_counter()
-                model.encode_videos(x)
-                enc = len(x) / (time.perf_counter() - t1)
+                best = float("inf")
+                for _ in range(2):  # best of two: the machine is shared
+                    t1 = time.perf_counter()
+                    model.encode_videos(x)
+                    best = min(best, time.perf_counter() - t1)
+                enc = len(x) / best
             print(
                 f"| {name} | {clips} | {wall:.1f} | {clips / wall:.2f} | {clips * cfg.frames / wall:.0f} | "
                 f"{enc:.2f} |"
@@ -258,9 +263,38 @@ def bench_recall(args: argparse.Namespace) -> None:
         store.close()
 
 
+def bench_synthetic(args: argparse.Namespace) -> None:
+    """Recall of the two-stage search on the synthetic benchmark's test split with a trained model:
+    every caption is a query; the reference is exhaustive exact scoring of every stored clip."""
+    import json
+
+    manifest = Path(args.data)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    model = create_model(None, checkpoint=args.checkpoint)
+    videos = sorted({manifest.parent / r["video"] for r in rows})
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "s", store_identity(model), create=True)
+        results = Ingestor(store, model, args.window, args.window / 2, 32).ingest_many(videos)
+        assert all(r.status == "done" for r in results), [r for r in results if r.status != "done"]
+        n_clips = store.stats().clips
+        with torch.no_grad():
+            queries = [model.encode_texts([r["caption"]]) for r in rows]
+        print(
+            f"\n### Two-stage recall@10 on the synthetic test split: {len(videos)} videos, {n_clips} clips "
+            f"(window {args.window:.0f} s), {len(rows)} captions, checkpoint {args.checkpoint}\n"
+        )
+        print(
+            "| FAISS index | hits per query vector | clips reranked | recall@10 | two-stage p50 ms | "
+            "exhaustive p50 ms |"
+        )
+        print("|---|---|---|---|---|---|")
+        recall_table(store, queries, args.k, store.stats().index["type"])
+        store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["extract", "ingest", "recall", "all"])
+    ap.add_argument("what", choices=["extract", "ingest", "recall", "synthetic", "all"])
     ap.add_argument("--videos", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--size", default="640x360")
@@ -275,6 +309,9 @@ def main() -> None:
     ap.add_argument(
         "--rebuild", nargs="*", default=["ivf", "hnsw"], help="index types to rebuild and measure"
     )
+    ap.add_argument("--data", default="data/synth/test.jsonl", help="synthetic: split manifest")
+    ap.add_argument("--checkpoint", default="runs/synth-t2v/model.pt", help="synthetic: trained model")
+    ap.add_argument("--window", type=float, default=2.0, help="synthetic: clip window in seconds")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -286,6 +323,8 @@ def main() -> None:
         bench_ingest(args)
     if args.what in ("recall", "all"):
         bench_recall(args)
+    if args.what in ("synthetic", "all") and Path(args.checkpoint).is_file():
+        bench_synthetic(args)
 
 
 if __name__ == "__main__":
