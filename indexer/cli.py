@@ -189,6 +189,30 @@ def _run_ingest(
     return results, time.perf_counter() - t0
 
 
+def _run_ray_ingest(
+    store: Store,
+    model: Any,
+    items: list[Any],
+    settings: IndexerSettings,
+    address: str | None,
+    checkpoint: Path | None,
+    quiet: bool = False,
+) -> tuple[list[IngestResult], float]:
+    """`--ray`: the same ingestion as a Ray Data pipeline (indexer.distributed; Ray imported here only)."""
+    from indexer.distributed import DistributedError, RayIngestor, RayOptions
+
+    reporter = _Reporter(len(items), quiet)
+    t0 = time.perf_counter()
+    try:
+        ingestor = RayIngestor.from_settings(store, model, settings, RayOptions(address=address), checkpoint)
+        results = ingestor.ingest_many(items, on_progress=reporter)
+    except DistributedError as e:
+        raise _fail(str(e)) from None
+    finally:
+        reporter.close()
+    return results, time.perf_counter() - t0
+
+
 @index_app.command("add")
 def add(
     paths: list[Path] = typer.Argument(..., help="video files, folders (recursive) or *.jsonl manifests"),
@@ -201,6 +225,10 @@ def add(
     batch_size: int | None = typer.Option(None, help="clips per encoder batch (T2V_BATCH_SIZE)"),
     title: str | None = typer.Option(None, help="title for a single file (default: file name)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only errors and the summary"),
+    ray: bool = typer.Option(False, "--ray", help="run as a Ray Data pipeline (extra [distributed])"),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to join (implies --ray; default: a local instance)"
+    ),
 ) -> None:
     """Index videos into the store (created on first use); already indexed files are skipped."""
     from indexer.ingest import IngestItem, expand_paths
@@ -221,7 +249,11 @@ def add(
         raise _fail(str(e)) from None
     store = _open(index_dir, model, create=True, checkpoint=checkpoint or settings.model.checkpoint)
     try:
-        results, secs = _run_ingest(store, model, items, settings, quiet)
+        if ray or ray_address is not None:
+            ckpt = checkpoint or settings.model.checkpoint
+            results, secs = _run_ray_ingest(store, model, items, settings, ray_address, ckpt, quiet)
+        else:
+            results, secs = _run_ingest(store, model, items, settings, quiet)
     except ValueError as e:
         raise _fail(str(e)) from None
     finally:
