@@ -65,6 +65,10 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     v["missing"] = root / "does-not-exist.mp4"
     v["good"], v["bad"] = good, bad
+    # a JSONL manifest: paths relative to it, optional titles
+    colour_video(root / "listed" / "green.mp4", "green", 2)
+    v["manifest"] = root / "listed.jsonl"
+    v["manifest"].write_text('{"video": "listed/green.mp4", "title": "Green title"}\n')
     return v
 
 
@@ -77,7 +81,7 @@ def built(
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     index = tmp_path_factory.mktemp("store") / "idx"
     proc = t2v(
-        "index", "add", library["good"], library["bad"], library["missing"],
+        "index", "add", library["good"], library["bad"], library["missing"], library["manifest"],
         "--index", index, "--checkpoint", checkpoints[0], "--window", "8", "--stride", "4",
     )  # fmt: skip
     return index, proc
@@ -110,14 +114,14 @@ def test_add_indexes_good_files_and_reports_every_bad_one(
         assert reason in lines[0], lines[0]
     dup_lines = [ln for ln in proc.stdout.splitlines() if ln.split("] ")[-1].startswith("duplicate:")]
     assert len(dup_lines) == 1 and "red" in dup_lines[0]
-    assert "summary: 3 indexed (8 clips), 1 duplicate, 8 failed of 12 files" in proc.stdout
+    assert "summary: 4 indexed (9 clips), 1 duplicate, 8 failed of 13 files" in proc.stdout
 
     videos = _videos(index)
-    assert set(videos) == {"red", "blue", "long"} or set(videos) == {"red_copy", "blue", "long"}
+    assert set(videos) == {"red", "blue", "long", "Green title"}
     with Store.open(index) as store:
         long_clips = store.clips_of(videos["long"].id)
         assert store.verify().ok
-        assert store.stats().clips == 8
+        assert store.stats().clips == 9
     # 25 s with 8 s windows every 4 s; the last window ends at the end of the video
     assert [(c.start, c.end) for c in long_clips] == [
         (0, 8), (4, 12), (8, 16), (12, 20), (16, 24), (17, 25)
@@ -143,7 +147,7 @@ def test_search_returns_exactly_scored_moments(
     scores = [m["score"] for m in moments]
     assert scores == sorted(scores, reverse=True)
     for m in moments:
-        assert 0 <= m["start"] < m["end"] and m["title"] in {"red", "red_copy", "blue", "long"}
+        assert 0 <= m["start"] < m["end"] and m["title"] in {"red", "blue", "long", "Green title"}
     # the two-stage result equals exhaustive exact scoring (a tiny store: every clip is a candidate)
     model = create_model(None, checkpoint=checkpoints[0], text_only=True)
     with Store.open(index) as store, torch.no_grad():
@@ -173,15 +177,15 @@ def test_rm_never_returns_the_video_again(
     out = json.loads(proc.stdout)
     assert {g["video_id"] for g in out["groups"]} == {v.id for v in _videos(index).values()}
     assert long_id not in {m["video_id"] for m in out["moments"]}
-    assert len(out["moments"]) == 2
+    assert len(out["moments"]) == 3
 
     proc = t2v("index", "compact", "--index", index)
     assert proc.returncode == 0 and "removed 6 clips" in proc.stdout, proc.stderr
     proc = t2v("index", "verify", "--index", index)
-    assert proc.returncode == 0 and "ok: 2 clips" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "ok: 3 clips" in proc.stdout, proc.stderr
     model = create_model(None, checkpoint=checkpoints[0], text_only=True)
     with Store.open(index) as store:
-        assert store.stats().deleted_clips == 0 and store.stats().clips == 2
+        assert store.stats().deleted_clips == 0 and store.stats().clips == 3
         hits = Searcher(store, model).search("moving colour bars", top_k=50, exhaustive=True)
         assert long_id not in {m.video_id for m in hits.moments}
 
@@ -199,10 +203,10 @@ def test_other_model_is_refused_then_reindex_rebuilds(
 
     proc = t2v("index", "reindex", "--index", index, "--checkpoint", checkpoints[1], "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "2 indexed" in proc.stdout
+    assert "3 indexed" in proc.stdout
     stats = json.loads(t2v("index", "stats", "--index", index, "--json").stdout)
     assert stats["model"]["weights"] == f"checkpoint:{read_checkpoint(checkpoints[1])[2]}"
-    assert stats["videos"] == 2 and set(_videos(index)) == before
+    assert stats["videos"] == 3 and set(_videos(index)) == before
     with Store.open(index) as store:
         assert store.verify().ok
     assert not index.with_name(index.name + ".reindex-new").exists()
