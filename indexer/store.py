@@ -660,11 +660,21 @@ class Store:
             out = np.empty((len(clip_ids), self.vectors_per_clip, self.dim), dtype=np.float16)
             if len(clip_ids) == 0:
                 return out
-            segs, rows = self._clips.locate(clip_ids)
-            for seg in np.unique(segs):
-                sel = np.nonzero(segs == seg)[0]
-                mm = self._memmap(int(seg), int(rows[sel].max()) + 1)
-                out[sel] = mm[rows[sel]]
+            for attempt in range(2):
+                segs, rows = self._clips.locate(clip_ids)
+                try:
+                    for seg in np.unique(segs):
+                        sel = np.nonzero(segs == seg)[0]
+                        mm = self._memmap(int(seg), int(rows[sel].max()) + 1)
+                        out[sel] = mm[rows[sel]]
+                    break
+                except FileNotFoundError:
+                    if attempt:
+                        raise
+                    # another process compacted the store since our last refresh: reload, retry
+                    self._generation = -1
+                    self._data_version = -1
+                    self.refresh()
             return out
 
     def clip_records(self, clip_ids: Sequence[int]) -> list[ClipRecord]:

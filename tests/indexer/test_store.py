@@ -281,3 +281,18 @@ def test_reindex_swap_interrupted_between_renames_completes_on_open(tmp_path: Pa
     with Store.open(root, identity("checkpoint:new")) as s:
         assert s.count_videos() == 2 and s.verify().ok
     assert not (tmp_path / "idx.reindex-old").exists() and not new.exists()
+
+
+def test_reader_survives_compaction_by_another_writer(tmp_path: Path) -> None:
+    rng = np.random.default_rng(10)
+    writer = Store.open(tmp_path, identity(), create=True)
+    kept, mats = add(writer, rng, 1)
+    gone, _ = add(writer, rng, 2)
+    reader = Store.open(tmp_path, identity())  # has the clip table, has mapped no segment yet
+    ids = reader.live_clip_ids([kept])
+    writer.remove_video(gone)
+    writer.compact()  # new generation: the segment files the reader knows are deleted
+    np.testing.assert_allclose(reader.matrices(ids).astype(np.float32), mats, atol=1e-3)
+    assert len(reader.live_clip_ids()) == 2
+    writer.close()
+    reader.close()
