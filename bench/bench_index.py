@@ -5,7 +5,7 @@ two-stage search recall against exhaustive scoring.
     python bench/bench_index.py ingest    [--configs t2v-tiny t2v-vit-b-32] [--videos 3]
     python bench/bench_index.py recall    [--clips 100000] [--dim 64] [--queries 50]
     python bench/bench_index.py synthetic [--data data/synth/test.jsonl]
-                                          [--checkpoint runs/synth-t2v/model.pt]
+                                          [--checkpoint demo/t2v-demo.pt]
     python bench/bench_index.py all
 
 Every comparison is measured in the same run on the same inputs; tables are printed as markdown.
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from indexer.ingest import Ingestor, clip_windows  # noqa: E402
 from indexer.sampling import sample_frames_selective  # noqa: E402
 from indexer.search import Searcher  # noqa: E402
+from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store, store_identity  # noqa: E402
 from indexer.video import ffmpeg_exe, probe, segment_times, to_model_input  # noqa: E402
 from model import PreprocessCfg, TextSets, create_model, get_config  # noqa: E402
@@ -310,7 +311,7 @@ def main() -> None:
         "--rebuild", nargs="*", default=["ivf", "hnsw"], help="index types to rebuild and measure"
     )
     ap.add_argument("--data", default="data/synth/test.jsonl", help="synthetic: split manifest")
-    ap.add_argument("--checkpoint", default="runs/synth-t2v/model.pt", help="synthetic: trained model")
+    ap.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT), help="synthetic: a trained model")
     ap.add_argument("--window", type=float, default=2.0, help="synthetic: clip window in seconds")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
