@@ -574,11 +574,12 @@ class Store:
             index = self._fresh_index()
         self._index = index
 
-    def _fresh_index(self) -> Any:
+    def _fresh_index(self, spec: vi.IndexSpec | None = None) -> Any:
+        spec = spec or self._spec
         train = None
-        if self._spec.type == "ivf":
-            train = self._training_sample(max(self._spec.nlist * 40, 10_000))
-        return vi.build_index(self._spec, self.dim, train)
+        if spec.type == "ivf":
+            train = self._training_sample(max(spec.nlist * 40, 10_000))
+        return vi.build_index(spec, self.dim, train)
 
     def _training_sample(self, n: int) -> np.ndarray:
         ids = [r[0] for r in self._sql("SELECT id FROM clips ORDER BY id")]
@@ -872,22 +873,40 @@ class Store:
 
     def flush(self) -> None:
         """Persist the FAISS index (atomically) and the manifest's counts; rebuilds the index as
-        IVF once it outgrows a flat scan (unless the index type was pinned at creation)."""
+        IVF once it outgrows a flat scan (unless the index type was pinned at creation).
+
+        Searches keep running meanwhile: the write lock (held here) stops every commit, so the
+        index cannot change while it is rebuilt or written outside the in-memory lock."""
         with self._writing():
             with self._lock:
                 rows = self._clips.n * self.vectors_per_clip
-                if (
+                upgrade = (
                     self._spec.type == "flat"
                     and not vi.flat_is_enough(rows, self.dim)
                     and not self._manifest.get("index_pinned", False)
-                ):
-                    self._spec = vi.choose_spec(rows, dim=self.dim)
-                    self._manifest["index"] = self._spec.to_dict()
-                    self._index = self._fresh_index()
-                    self._catch_up()
-                if self._dirty:
-                    vi.write_atomic(self._index, self._index_file(self._generation))
-                    self._dirty = False
+                )
+                ids = self._clips.ids.copy()
+            if upgrade:
+                spec = vi.choose_spec(rows, dim=self.dim)
+                new_index = self._fresh_index(spec)
+                for start in range(0, len(ids), 4096):
+                    chunk = ids[start : start + 4096]
+                    vi.add_clips(new_index, chunk, self.matrices(chunk))
+                with self._lock:
+                    self._spec = spec
+                    self._manifest["index"] = spec.to_dict()
+                    self._index = new_index
+                    self._dirty = True
+            with self._lock:
+                dirty, index, generation = self._dirty, self._index, self._generation
+                self._dirty = False
+            try:
+                if dirty:
+                    vi.write_atomic(index, self._index_file(generation))
+            except BaseException:
+                self._dirty = True
+                raise
+            with self._lock:
                 self._write_manifest()
 
     def _write_manifest(self) -> None:

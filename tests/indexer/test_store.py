@@ -296,3 +296,25 @@ def test_reader_survives_compaction_by_another_writer(tmp_path: Path) -> None:
     assert len(reader.live_clip_ids()) == 2
     writer.close()
     reader.close()
+
+
+def test_flush_upgrades_a_grown_flat_index_to_ivf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer import vector_index
+
+    rng = np.random.default_rng(11)
+    store = Store.open(tmp_path, identity(), create=True)
+    vids = [add(store, rng, i, clips=2)[0] for i in range(100)]
+    store.flush()
+    assert store.stats().index["type"] == "flat"
+    monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 200 * NV * D - 1)  # now too big for flat
+    store.flush()
+    stats = store.stats()
+    assert stats.index["type"] == "ivf" and stats.index_vectors == 200 * NV
+    assert store.verify().ok
+    ids = store.live_clip_ids([vids[7]])
+    q = TextSets(vectors=torch.from_numpy(store.matrices(ids[:1]).astype(np.float32)[:, :3]),
+                 mask=torch.ones(1, 3, dtype=torch.bool))  # fmt: skip
+    assert Searcher(store).search(q, top_k=1).moments[0].clip_id == int(ids[0])
+    store.close()
+    with Store.open(tmp_path, identity()) as again:  # the saved index is the IVF one
+        assert again.stats().index["type"] == "ivf" and again.verify().ok
