@@ -20,7 +20,9 @@ import hashlib
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -254,6 +256,7 @@ class Ingestor:
         batch_size: int = 32,
         limits: IngestLimits | None = None,
         queue_size: int = 2,
+        decode_workers: int = 2,
     ) -> None:
         if model.num_video_vectors != store.vectors_per_clip or model.dim != store.dim:
             raise StoreError("the model's video sets do not fit this store")
@@ -265,6 +268,8 @@ class Ingestor:
         self.batch_size = batch_size
         self.limits = limits or IngestLimits()
         self.queue_size = queue_size
+        # ffmpeg decodes outside the GIL: several files in flight keep a fast encoder (GPU) fed
+        self.decode_workers = max(1, decode_workers)
         self.pre = model.backbone.preprocess
         self.frames_per_clip = model.config.frames
         self.device = next(model.parameters()).device
@@ -279,17 +284,14 @@ class Ingestor:
         return self.ingest_many([IngestItem(Path(path), title)], flush=False)[0]
 
     # ------------------------------------------------------------ decode side (thread)
-    def _prepare(self, item: IngestItem, claimed: dict[str, str]) -> _Prepared | IngestResult:
+    def _prepare(self, item: IngestItem) -> _Prepared | IngestResult:
         def check_duplicate(path: Path, digest: str) -> IngestResult | None:
             dup = self.store.find_duplicate(digest)
             if dup is not None:
                 return IngestResult(
                     str(path), "duplicate", dup.id, f"same content as video {dup.id} ({dup.path})"
                 )
-            if digest in claimed:
-                return IngestResult(str(path), "duplicate", None, f"same content as {claimed[digest]}")
-            claimed[digest] = str(path)
-            return None
+            return None  # duplicates within this run are settled in input order by _producer
 
         return prepare_video(
             item, self.pre, self.frames_per_clip, self.window, self.stride, self.limits, check_duplicate
@@ -301,21 +303,42 @@ class Ingestor:
         out: queue.Queue[_Prepared | IngestResult | None],
         stop: threading.Event,
     ) -> None:
-        claimed: dict[str, str] = {}
-        try:
-            for item in items:
-                if stop.is_set():
-                    break
+        """Prepare items on `decode_workers` threads, handing results over in input order."""
+        claimed: dict[str, str] = {}  # content hash -> first path in this run
+
+        def prepare(item: IngestItem) -> _Prepared | IngestResult:
+            try:
+                return self._prepare(item)
+            except Exception as e:  # one bad file must not stop the run
+                return IngestResult(str(item.path), "failed", reason=f"{type(e).__name__}: {e}")
+
+        def hand_over(prepared: _Prepared | IngestResult) -> None:
+            if isinstance(prepared, _Prepared):  # the first of identical files (input order) wins
+                digest, path = prepared.video.content_hash, str(prepared.item.path)
+                if digest in claimed:
+                    prepared = IngestResult(path, "duplicate", None, f"same content as {claimed[digest]}")
+                else:
+                    claimed[digest] = path
+            while not stop.is_set():
                 try:
-                    prepared = self._prepare(item, claimed)
-                except Exception as e:  # one bad file must not stop the run
-                    prepared = IngestResult(str(item.path), "failed", reason=f"{type(e).__name__}: {e}")
-                while not stop.is_set():
-                    try:
-                        out.put(prepared, timeout=0.2)
+                    out.put(prepared, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        in_flight: deque[Future[_Prepared | IngestResult]] = deque()
+        try:
+            with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="t2v-decode") as pool:
+                for item in items:
+                    if stop.is_set():
                         break
-                    except queue.Full:
-                        continue
+                    in_flight.append(pool.submit(prepare, item))
+                    if len(in_flight) >= self.decode_workers:  # bounded: memory stays O(workers)
+                        hand_over(in_flight.popleft().result())
+                while in_flight and not stop.is_set():
+                    hand_over(in_flight.popleft().result())
+                for f in in_flight:
+                    f.cancel()
         finally:
             with contextlib.suppress(queue.Full):
                 out.put(None, timeout=5)
