@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -208,6 +209,20 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------- driver
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable head node: ray.init would retry for minutes."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise DistributedError(f"{address!r} is not a Ray address (host:port, ray://host:port or 'auto')")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise DistributedError(f"cannot reach the Ray cluster at {address}: {e}") from None
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -234,7 +249,10 @@ class RayIngestor:
         options: RayOptions | None = None,
         checkpoint: str | Path | None = None,
         cache_dir: str | None = None,
+        encoder_cls: type[ClipEncoder] | None = None,
     ) -> None:
+        """checkpoint: the model's file (default: the one the store records); workers load it.
+        encoder_cls: a ClipEncoder subclass to run instead (another runtime; fault injection)."""
         if model.num_video_vectors != store.vectors_per_clip or model.dim != store.dim:
             raise StoreError("the model's video sets do not fit this store")
         clip_windows(window + stride, window, stride)  # validates window/stride early
@@ -249,6 +267,7 @@ class RayIngestor:
         self.batch_size = batch_size
         self.limits = limits or IngestLimits()
         self.options = options or RayOptions()
+        self.encoder_cls = encoder_cls or ClipEncoder
         if self.options.videos_per_task < 1:
             raise ValueError("videos_per_task must be >= 1")
 
@@ -287,6 +306,7 @@ class RayIngestor:
                     logging_level=logging.WARNING,
                 )
             else:
+                _check_reachable(addr)
                 ray.init(address=addr, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise DistributedError(f"cannot connect to the Ray cluster at {addr}: {e}") from None
@@ -364,7 +384,7 @@ class RayIngestor:
 
     def _encode_stage(self, ray: Any, ds: Any, run_dir: Path, gpus: int, encoders: int) -> Any:
         return ds.map_batches(
-            ClipEncoder,
+            self.encoder_cls,
             fn_constructor_kwargs={
                 "recipe": self.recipe,
                 "device": "cuda" if gpus else "cpu",

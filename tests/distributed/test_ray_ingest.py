@@ -7,8 +7,10 @@ uses it directly. The fault test kills the encoder actor's process (os._exit) on
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.distributed import ClipEncoder, DistributedError, RayIngestor, RayOptions
+from indexer.distributed import ClipEncoder, DistributedError, RayIngestor, RayOptions, _check_reachable
 from indexer.search import Searcher
 from indexer.store import Store
 
@@ -169,3 +171,16 @@ def test_ray_is_imported_only_for_ray_ingestion() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "Ray is not installed" in proc.stdout and "[distributed]" in proc.stdout
+
+
+def test_unreachable_or_malformed_cluster_address_fails_fast() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(DistributedError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
+        _check_reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - t0 < 30  # ray.init itself would retry for minutes
+    for bad in ("head-node", "ray://:10001", "host:port"):
+        with pytest.raises(DistributedError, match="is not a Ray address"):
+            _check_reachable(bad)
