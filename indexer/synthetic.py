@@ -306,8 +306,9 @@ def all_triples() -> list[tuple[str, str, str]]:
 
 def plan_benchmark(seed: int, n_train: int, n_val: int, n_test: int, n_heldout: int = 15) -> BenchmarkPlan:
     """Train videos use only seen (colour, shape, motion) triples; every val/test video has
-    exactly one held-out triple (its other scenes are seen ones, in new sequences), and within a val/test split no scene (triple + background) repeats,
-    so each one-scene caption has exactly one right video."""
+    exactly one held-out triple (its other scenes are seen ones, in new sequences), and within
+    a val/test split no scene (triple + background) repeats, so each one-scene caption has
+    exactly one right video."""
     rng = random.Random(seed)
     triples = all_triples()
     rng.shuffle(triples)
@@ -345,6 +346,7 @@ def generate_benchmark(
     n_val: int = 40,
     n_test: int = 40,
     workers: int = 2,
+    render: bool = True,
 ) -> dict[str, Path]:
     """Render every split into out_dir/videos/<split>/ and write out_dir/<split>.jsonl manifests.
 
@@ -352,18 +354,21 @@ def generate_benchmark(
     "scene": index or null, "scene_start"/"scene_end" (informational)}. Captions describe the
     whole clip's video; "partial" ones describe one scene only. Also out_dir/pretrain.jsonl:
     one clip per scene of the training videos (start/end = the scene) with its caption.
+    Training videos' scenes also get the short caption without the background; val/test keep
+    only the long form, which names exactly one video. render=False writes only the manifests.
     Returns {split or "pretrain": manifest path}.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     out_dir = Path(out_dir)
     plan = plan_benchmark(seed, n_train, n_val, n_test)
-    jobs = []
-    for split in SPLITS:
-        for i, scenes in enumerate(plan.videos[split]):
-            jobs.append((out_dir / "videos" / split / f"{split}-{i:04d}.mp4", scenes))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # ffmpeg runs outside the GIL
-        list(pool.map(lambda job: render_video(*job), jobs))
+    if render:
+        jobs = []
+        for split in SPLITS:
+            for i, scenes in enumerate(plan.videos[split]):
+                jobs.append((out_dir / "videos" / split / f"{split}-{i:04d}.mp4", scenes))
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:  # ffmpeg runs outside the GIL
+            list(pool.map(lambda job: render_video(*job), jobs))
     manifests = {}
     for split in SPLITS:
         rows = []
@@ -374,6 +379,8 @@ def generate_benchmark(
                     {"video": rel, "caption": s.caption(), "kind": "partial", "scene": j}
                     | {"scene_start": a, "scene_end": b}
                 )
+                if split == "train":  # also the short form people type ("a red circle moving left")
+                    rows.append({"video": rel, "caption": s.phrase(), "kind": "partial", "scene": j})
             rows.append({"video": rel, "caption": full_caption(scenes), "kind": "full", "scene": None})
         path = out_dir / f"{split}.jsonl"
         _write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))

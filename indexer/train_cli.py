@@ -94,6 +94,9 @@ def train(
     device: str | None = typer.Option(None, help="auto, cpu, cuda[:N]"),
     threads: int | None = typer.Option(None, help="torch CPU threads"),
     cache_dir: str | None = typer.Option(None, help="frame cache directory"),
+    balance_kinds: bool | None = typer.Option(
+        None, "--balance-kinds/--no-balance-kinds", help="sample caption kinds (partial/full) equally"
+    ),
     export: Path | None = typer.Option(None, help="also copy the final model checkpoint here"),
 ) -> None:
     """Train a model (config file + flag overrides); kill it and run again to resume."""
@@ -120,6 +123,7 @@ def train(
         "device": device,
         "threads": threads,
         "cache_dir": cache_dir,
+        "balance_kinds": balance_kinds,
     }
     with _user_errors():
         if config is not None:
@@ -136,7 +140,7 @@ def train(
         trainer = Trainer(cfg, mcfg, dev)
         pre = trainer.model.backbone.preprocess
         ds, arr = _load_frames(cfg.train, pre, mcfg.frames, cfg.per_segment, cfg.cache_dir, cfg.workers)
-        trainer.set_data(TrainData(arr, ds.captions, ds.caption_clip))
+        trainer.set_data(TrainData(arr, ds.captions, ds.caption_clip, ds.caption_kind))
         if trainer.maybe_resume():
             typer.echo(f"resuming {cfg.out_dir} at step {trainer.step}/{cfg.steps}", err=True)
         (Path(cfg.out_dir) / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
@@ -169,6 +173,7 @@ def eval_cmd(
     mode: str | None = typer.Option(
         None, help="score a meanp/zeroshot checkpoint in the other mode (they share their weights)"
     ),
+    frames: int | None = typer.Option(None, help="with --mode: frames per clip (T) to score with"),
     device: str = typer.Option("auto"),
     cache_dir: str = typer.Option("var/frame-cache", help="frame cache directory"),
     workers: int = typer.Option(2, help="parallel ffmpeg decodes"),
@@ -187,7 +192,7 @@ def eval_cmd(
         if mode is not None:
             if checkpoint is None:
                 raise ValueError("--mode needs a --checkpoint")
-            m = _with_mode(checkpoint, mode, resolve_device(device))
+            m = _with_mode(checkpoint, mode, resolve_device(device), frames)
         else:
             m = create_model(config, checkpoint=checkpoint, device=resolve_device(device))
         res = evaluate(m, data, cache_dir, workers)
@@ -198,7 +203,7 @@ def eval_cmd(
             out.write_text(json.dumps(res, indent=1) + "\n")
 
 
-def _with_mode(checkpoint: Path, mode: str, device: str) -> Any:
+def _with_mode(checkpoint: Path, mode: str, device: str, frames: int | None = None) -> Any:
     """A checkpoint's weights under another scoring mode with the same parameters."""
     from model import T2VParser, read_checkpoint
     from model.backbone import ClipBackbone
@@ -206,7 +211,7 @@ def _with_mode(checkpoint: Path, mode: str, device: str) -> Any:
     cfg, state, digest = read_checkpoint(checkpoint)
     if {cfg.mode, mode} - {"meanp", "zeroshot"}:
         raise ValueError(f"--mode converts between meanp and zeroshot only (checkpoint is {cfg.mode})")
-    cfg = cfg.replace(mode=mode, name=f"{cfg.name}-as-{mode}")
+    cfg = cfg.replace(mode=mode, name=f"{cfg.name}-as-{mode}", frames=frames or cfg.frames)
     m = T2VParser(cfg, ClipBackbone.create(cfg.backbone, pretrained=None))
     m.load_state_dict(state, strict=True)
     m.checkpoint_sha256 = digest

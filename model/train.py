@@ -58,6 +58,7 @@ class TrainConfig:
     per_segment: int = 3  # cached frames per segment (odd); training picks one at random
     cache_dir: str = "var/frame-cache"
     workers: int = 2  # parallel ffmpeg decodes when filling the frame cache
+    balance_kinds: bool = False  # pick a caption kind (e.g. partial/full) uniformly, then a caption
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
@@ -106,6 +107,7 @@ class TrainData:
     frames: np.ndarray  # (N, T, P, S, S, 3) uint8: P cached candidates per segment
     captions: list[str]
     caption_clip: list[int]  # clip index per caption
+    caption_kind: list[str] | None = None  # e.g. "partial"/"full", for balance_kinds
 
 
 def to_input(frames: np.ndarray | Tensor, pre: PreprocessCfg, device: torch.device | str) -> Tensor:
@@ -124,7 +126,12 @@ def load_backbone(model: T2VParser, checkpoint: str | Path) -> None:
             f"{checkpoint} has backbone {ckpt_cfg.backbone!r}, the model has {model.config.backbone!r}"
         )
     prefix = "backbone."
-    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    # early checkpoints also list the text tower under an alias of the CLIP module: skip it
+    sub = {
+        k[len(prefix) :]: v
+        for k, v in state.items()
+        if k.startswith(prefix) and not k.startswith(prefix + "text_tower.")
+    }
     model.backbone.load_state_dict(sub, strict=True)
 
 
@@ -177,7 +184,15 @@ def _batch(
     n_seg, per_seg = data.frames.shape[1], data.frames.shape[2]
     pick = rng.integers(0, per_seg, size=(b, n_seg))  # (B, T)
     frames = data.frames[clips[:, None], np.arange(n_seg)[None, :], pick]  # (B, T, S, S, 3)
-    caps = [int(rng.choice(by_clip[c])) for c in clips]
+    if cfg.balance_kinds and data.caption_kind is not None:
+        kinds = data.caption_kind
+        caps = []
+        for c in clips:
+            options = sorted({kinds[q] for q in by_clip[c]})
+            kind = options[int(rng.integers(len(options)))]
+            caps.append(int(rng.choice([q for q in by_clip[c] if kinds[q] == kind])))
+    else:
+        caps = [int(rng.choice(by_clip[c])) for c in clips]
     return frames, caps
 
 
