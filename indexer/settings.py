@@ -12,7 +12,10 @@ DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "t2v-demo.pt
 
 class ModelSettings(BaseModel):
     config: str = Field("t2v-tiny", description="model config name (model/configs) or JSON path")
-    checkpoint: Path | None = Field(None, description="T2VParser checkpoint file (overrides config weights); service default: demo/t2v-demo.pt when present")
+    checkpoint: Path | None = Field(
+        None,
+        description="T2VParser checkpoint (overrides config weights); service default: the demo model",
+    )
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu' or 'cuda[:N]'")
     cache_dir: str | None = Field(None, description="open_clip / Hugging Face weights cache directory")
 
