@@ -134,22 +134,14 @@ def bench_ingest(args: argparse.Namespace) -> None:
             f"\n### Indexing throughput (CPU, {torch.get_num_threads()} threads): {args.videos} videos x "
             f"{args.seconds:.0f} s, window {WINDOW:.0f} s / stride {STRIDE:.0f} s, batch {args.batch}\n"
         )
-        print("| config | clips | wall s | clips/s | frames/s | encoder-only clips/s |")
-        print("|---|---|---|---|---|---|")
+        print("| config | decoders | clips | wall s | clips/s | frames/s | encoder-only clips/s |")
+        print("|---|---|---|---|---|---|---|")
         for name in args.configs:
             cfg = get_config(name).replace(pretrained=None)
             model = create_model(cfg)
-            store = Store.open(Path(tmp) / f"store-{name}", store_identity(model), create=True)
-            ing = Ingestor(store, model, WINDOW, STRIDE, args.batch)
-            t0 = time.perf_counter()
-            results = ing.ingest_many(videos)
-            wall = time.perf_counter() - t0
-            store.close()
-            clips = sum(r.clips for r in results)
-            assert all(r.status == "done" for r in results), results
             # the encoder alone on one batch of the same shape: the ceiling for the pipeline
             s = model.backbone.preprocess.size
-            x = torch.randn(min(args.batch, clips), cfg.frames, 3, s, s)
+            x = torch.randn(args.batch, cfg.frames, 3, s, s)
             with torch.no_grad():
                 model.encode_videos(x[:1])
                 best = float("inf")
@@ -157,11 +149,20 @@ def bench_ingest(args: argparse.Namespace) -> None:
                     t1 = time.perf_counter()
                     model.encode_videos(x)
                     best = min(best, time.perf_counter() - t1)
-                enc = len(x) / best
-            print(
-                f"| {name} | {clips} | {wall:.1f} | {clips / wall:.2f} | {clips * cfg.frames / wall:.0f} | "
-                f"{enc:.2f} |"
-            )
+            enc = len(x) / best
+            for workers in args.decoders:
+                store = Store.open(Path(tmp) / f"store-{name}-{workers}", store_identity(model), create=True)
+                ing = Ingestor(store, model, WINDOW, STRIDE, args.batch, decode_workers=workers)
+                t0 = time.perf_counter()
+                results = ing.ingest_many(videos)
+                wall = time.perf_counter() - t0
+                store.close()
+                clips = sum(r.clips for r in results)
+                assert all(r.status == "done" for r in results), results
+                print(
+                    f"| {name} | {workers} | {clips} | {wall:.1f} | {clips / wall:.2f} | "
+                    f"{clips * cfg.frames / wall:.0f} | {enc:.2f} |"
+                )
 
 
 # ----------------------------------------------------------------------------- recall
@@ -301,6 +302,7 @@ def main() -> None:
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--configs", nargs="+", default=["t2v-tiny", "t2v-vit-b-32"])
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--decoders", type=int, nargs="+", default=[1, 2], help="ingest: decode threads")
     ap.add_argument("--clips", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--n-v", type=int, default=20)

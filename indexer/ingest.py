@@ -256,7 +256,7 @@ class Ingestor:
         batch_size: int = 32,
         limits: IngestLimits | None = None,
         queue_size: int = 2,
-        decode_workers: int = 2,
+        decode_workers: int | None = None,
     ) -> None:
         if model.num_video_vectors != store.vectors_per_clip or model.dim != store.dim:
             raise StoreError("the model's video sets do not fit this store")
@@ -268,11 +268,13 @@ class Ingestor:
         self.batch_size = batch_size
         self.limits = limits or IngestLimits()
         self.queue_size = queue_size
-        # ffmpeg decodes outside the GIL: several files in flight keep a fast encoder (GPU) fed
-        self.decode_workers = max(1, decode_workers)
+        self.device = next(model.parameters()).device
+        # ffmpeg decodes outside the GIL: two files in flight keep a GPU encoder fed; on a CPU host
+        # decoding and encoding share the cores, and a second decoder measured slower (BENCHMARKS)
+        auto = 2 if self.device.type == "cuda" else 1
+        self.decode_workers = max(1, decode_workers if decode_workers is not None else auto)
         self.pre = model.backbone.preprocess
         self.frames_per_clip = model.config.frames
-        self.device = next(model.parameters()).device
 
     @classmethod
     def from_settings(cls, store: Store, model: Any, settings: Any) -> Ingestor:

@@ -54,3 +54,21 @@ def test_limits_and_stop(model: torch.nn.Module, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsearchable"):
         Ingestor(store, model, window=2, stride=5)
     store.close()
+
+
+def test_parallel_decoders_keep_input_order_for_duplicates(model: torch.nn.Module, tmp_path: Path) -> None:
+    import shutil
+
+    files = [colour_video(tmp_path / f"{c}.mp4", c, 2) for c in ("red", "green", "blue")]
+    copy = tmp_path / "z_copy_of_red.mp4"
+    shutil.copy(files[0], copy)
+    store = Store.open(tmp_path / "idx", store_identity(model), create=True)
+    ing = Ingestor(store, model, batch_size=2, decode_workers=3)
+    results = ing.ingest_many([files[0], files[1], copy, files[2]])
+    by_name = {Path(r.path).name: r for r in results}
+    assert {n: r.status for n, r in by_name.items()} == {
+        "red.mp4": "done", "green.mp4": "done", "z_copy_of_red.mp4": "duplicate", "blue.mp4": "done"
+    }  # fmt: skip
+    assert "red.mp4" in by_name["z_copy_of_red.mp4"].reason
+    assert store.count_videos() == 3 and store.verify().ok
+    store.close()
