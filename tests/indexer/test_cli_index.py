@@ -152,9 +152,10 @@ def test_search_returns_exactly_scored_moments(
     model = create_model(None, checkpoint=checkpoints[0], text_only=True)
     with Store.open(index) as store, torch.no_grad():
         ids, exact = Searcher(store, model).exhaustive_scores(model.encode_texts([query]))
-    best = ids[exact[0].argsort()[::-1][:5]].tolist()
-    assert [m["clip_id"] for m in moments] == best
-    assert scores == pytest.approx(sorted(exact[0].tolist(), reverse=True)[:5], abs=1e-4)
+    exact_of = dict(zip(ids.tolist(), exact[0].tolist(), strict=True))
+    # each returned moment carries its exact score, and they are the five best (ties in any order)
+    assert [exact_of[m["clip_id"]] for m in moments] == pytest.approx(scores, abs=1e-4)
+    assert scores == pytest.approx(sorted(exact_of.values(), reverse=True)[:5], abs=1e-4)
 
 
 def test_rm_never_returns_the_video_again(
