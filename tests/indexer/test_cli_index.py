@@ -194,13 +194,16 @@ def test_rm_never_returns_the_video_again(
 def test_other_model_is_refused_then_reindex_rebuilds(
     built: tuple[Path, subprocess.CompletedProcess[str]], t2v: Run, checkpoints: tuple[Path, Path]
 ) -> None:
-    from model import read_checkpoint
+    from indexer.store import ModelMismatchError, store_identity
+    from model import create_model, read_checkpoint
 
     index, _ = built
     before = set(_videos(index))
-    proc = t2v("search", "red", "--index", index, "--checkpoint", checkpoints[1])
-    assert proc.returncode == 2
-    assert "different model" in proc.stderr and "t2v index reindex" in proc.stderr
+    other = create_model(None, checkpoint=checkpoints[1], text_only=True)
+    with pytest.raises(ModelMismatchError, match="different model.*t2v index reindex"):
+        Store.open(index, store_identity(other))
+    proc = t2v("search", "red", "--index", index.parent / "not-a-store")  # exits before loading a model
+    assert proc.returncode == 2 and "is not a video store" in proc.stderr
 
     proc = t2v("index", "reindex", "--index", index, "--checkpoint", checkpoints[1], "--quiet")
     assert proc.returncode == 0, proc.stderr
@@ -208,7 +211,7 @@ def test_other_model_is_refused_then_reindex_rebuilds(
     stats = json.loads(t2v("index", "stats", "--index", index, "--json").stdout)
     assert stats["model"]["weights"] == f"checkpoint:{read_checkpoint(checkpoints[1])[2]}"
     assert stats["videos"] == 3 and set(_videos(index)) == before
-    with Store.open(index) as store:
+    with Store.open(index, store_identity(other)) as store:  # the new model now fits
         assert store.verify().ok
     assert not index.with_name(index.name + ".reindex-new").exists()
 
