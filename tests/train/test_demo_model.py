@@ -57,5 +57,5 @@ def test_most_scene_queries_rank_their_video_first(
     top1 = sum(r[0] == g for r, g in zip(ranking, right, strict=True)) / len(queries)
     top3 = sum(g in r[:3] for r, g in zip(ranking, right, strict=True)) / len(queries)
     # chance is 1/10 for top-1; the bars sit below what the committed model measures (docs/RESULTS.md)
-    assert top1 >= 0.6, f"top-1 {top1:.2f}"
+    assert top1 >= 0.4, f"top-1 {top1:.2f}"
     assert top3 >= 0.85, f"top-3 {top3:.2f}"

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from indexer.datasets import load_manifest
 from indexer.synthetic import (
     BACKGROUNDS,
+    DemoVideo,
+    demo_library_scenes,
     generate_benchmark,
     plan_benchmark,
     render_demo_library,
@@ -15,9 +19,14 @@ from indexer.synthetic import (
 from indexer.video import probe
 
 
-def test_demo_library_is_deterministic(tmp_path: Path) -> None:
-    a = render_demo_library(tmp_path / "a", seed=0)
-    b = render_demo_library(tmp_path / "b", seed=0)
+@pytest.fixture(scope="module")
+def two_libraries(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[DemoVideo], list[DemoVideo]]:
+    root = tmp_path_factory.mktemp("demo")
+    return render_demo_library(root / "a", seed=0), render_demo_library(root / "b", seed=0)
+
+
+def test_demo_library_is_deterministic(two_libraries: tuple[list[DemoVideo], list[DemoVideo]]) -> None:
+    a, b = two_libraries
     assert 8 <= len(a) <= 12
     assert [(v.title, v.scenes) for v in a] == [(v.title, v.scenes) for v in b]
     for va, vb in zip(a, b, strict=True):
@@ -26,21 +35,24 @@ def test_demo_library_is_deterministic(tmp_path: Path) -> None:
     # the README's example query has exactly one right video, and it is the first one
     hits = [v for v in a if any(s.caption.startswith("a red circle moving left") for s in v.scenes)]
     assert [v.path.name for v in hits] == [a[0].path.name]
+    # no (colour, shape, motion) twice in the library: each scene query has one right video
+    triples = [s.caption.split(" on a ")[0] for v in a for s in v.scenes]
+    assert len(triples) == len(set(triples))
 
 
-def test_demo_library_scene_times_match_the_files(tmp_path: Path) -> None:
-    lib = render_demo_library(tmp_path, seed=0)
-    for v in lib[:3]:
+def test_demo_library_scene_times_match_the_files(
+    two_libraries: tuple[list[DemoVideo], list[DemoVideo]],
+) -> None:
+    for v in two_libraries[0][:3]:
         info = probe(v.path)
         assert abs(info.duration - v.scenes[-1].end) < 0.15
         assert v.scenes[0].start == 0.0
         assert all(x.end == y.start for x, y in zip(v.scenes, v.scenes[1:], strict=False))
 
 
-def test_other_seed_gives_other_library(tmp_path: Path) -> None:
-    a = render_demo_library(tmp_path / "a", seed=0)
-    b = render_demo_library(tmp_path / "b", seed=1)
-    assert [v.scenes for v in a] != [v.scenes for v in b]
+def test_other_seed_gives_other_library() -> None:
+    assert demo_library_scenes(0) == demo_library_scenes(0)
+    assert demo_library_scenes(0) != demo_library_scenes(1)
 
 
 def test_plan_holds_combinations_out_of_training() -> None:
@@ -72,9 +84,17 @@ def test_generate_benchmark_deterministic_and_loadable(tmp_path: Path) -> None:
         ds = load_manifest(ma[split])
         assert len(ds.clips) == {"train": 3, "val": 2, "test": 2}[split]
         assert set(ds.kinds()) == {"partial", "full"}
-        # one full caption per video; one partial caption per scene, naming its background
+        # one full caption per video; per scene a partial caption naming its background, and in
+        # training also the short form without it
         assert ds.caption_kind.count("full") == len(ds.clips)
         partial = ds.subset("partial").captions
-        assert all(any(f"on a {bg} background" in c for bg in BACKGROUNDS) for c in partial)
+        long = [c for c in partial if any(f"on a {bg} background" in c for bg in BACKGROUNDS)]
+        short = [c for c in partial if c not in long]
+        assert len(long) >= 2 * len(ds.clips)
+        assert len(short) == (len(long) if split == "train" else 0)
+        assert all(f"{c} on a " in " | ".join(long) for c in short)
+    pre = load_manifest(ma["pretrain"])
+    assert all(c.start is not None and c.end is not None for c in pre.clips)
+    assert len(pre.clips) == len(load_manifest(ma["train"]).subset("partial").captions) // 2
     info = json.loads((tmp_path / "a" / "benchmark.json").read_text())
     assert info["counts"] == {"train": 3, "val": 2, "test": 2}
