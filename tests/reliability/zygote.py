@@ -1,0 +1,81 @@
+"""A pre-imported parent that forks the real CLI or the real server on request, so that a kill -9
+trial costs a fork instead of a fresh interpreter importing torch (~15 s on a loaded 2-core host).
+
+Protocol (one JSON object per line on stdin, one reply line on stdout):
+    {"kind": "cli", "argv": [...], "env": {...}, "log": "file"}    -> {"pid": N}
+    {"kind": "serve", "port": P, "env": {...}, "log": "file"}      -> {"pid": N}
+The children run exactly the code a user runs (`service.cli.main`, uvicorn with
+`service.app:create_app`); this process only imports and never runs torch ops (fork-safe).
+Children are reaped automatically (SIGCHLD ignored), so a killed pid simply disappears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _child(req: dict[str, Any]) -> None:
+    fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.update(req["env"])
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    code = 0
+    try:
+        if req["kind"] == "cli":
+            from service.cli import main
+
+            sys.argv = ["t2v", *req["argv"]]
+            main()
+        else:
+            import uvicorn
+
+            uvicorn.run(
+                "service.app:create_app",
+                factory=True,
+                host="127.0.0.1",
+                port=int(req["port"]),
+                log_level="warning",
+            )
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report and exit non-zero like a real process
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main() -> None:
+    # everything the children need, imported once (no torch ops run here)
+    import faiss  # noqa: F401
+    import torch  # noqa: F401
+    import uvicorn  # noqa: F401
+
+    import indexer.cli  # noqa: F401
+    import indexer.ingest  # noqa: F401
+    import indexer.search  # noqa: F401
+    import model  # noqa: F401
+    import service.app  # noqa: F401
+    import service.cli  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _child(req)
+        print(json.dumps({"pid": pid}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
