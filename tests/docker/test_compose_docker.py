@@ -22,7 +22,7 @@ import jsonschema
 import pytest
 import yaml
 
-from service.settings_doc import iter_settings
+from service.settings_doc import env_example, iter_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -100,6 +100,9 @@ def test_compose_env_vars_are_real_settings(compose: dict[str, Any]) -> None:
 
 def test_env_example_documents_every_setting() -> None:
     text = ENV_EXAMPLE.read_text()
+    assert text == env_example(), (
+        ".env.example is stale: regenerate with `t2v settings --env-example > .env.example`"
+    )
     named = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
     assert SETTING_VARS <= named, f"undocumented: {sorted(SETTING_VARS - named)}"
     assert named <= SETTING_VARS | NON_SETTING_VARS, (
