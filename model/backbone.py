@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +13,23 @@ import torch
 from torch import Tensor, nn
 
 from .weights import register_backbones, resolve_pretrained
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init() -> Iterator[None]:
+    """open_clip warns on the root logger when it builds without weights; we load them after."""
+    flt = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
 
 
 @dataclass(frozen=True)
@@ -71,7 +91,8 @@ class ClipBackbone(nn.Module):
         if name not in open_clip.list_models():
             raise ValueError(f"unknown open_clip model {name!r}")
         weights = resolve_pretrained(name, pretrained, cache_dir) if pretrained else None
-        clip = open_clip.create_model(name, pretrained=weights, pretrained_text=False)
+        with _quiet_random_init():  # weights usually come from a checkpoint right after
+            clip = open_clip.create_model(name, pretrained=weights, pretrained_text=False)
         return cls(clip, name)
 
     @property
