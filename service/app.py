@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .engine import Engine
 from .errors import install_error_handlers
+from .header_limit import HeaderLimitMiddleware
 from .metrics import Metrics
 from .routes import ingest, ops, search, videos
 from .settings import ServiceSettings
@@ -54,6 +55,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["content-type", "x-api-key", "authorization", "range"],
         )
+    app.add_middleware(HeaderLimitMiddleware)  # outermost: absurd headers never reach a route
     for module in (search, videos, ingest, ops):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
