@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from .engine import Engine
@@ -39,6 +41,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await engine.stop()
 
     app = FastAPI(
+        docs_url=None,  # served below from the swagger-ui-bundle package: no CDN, works offline
         title="T2V search",
         version="1.0.0",
         summary="Semantic video moment search with T2VParser partial-alignment scores",
@@ -59,6 +62,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for module in (search, videos, ingest, ops):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -4,6 +4,7 @@ search, thumbnails, range requests, auth, path confinement and limits."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,15 @@ def test_health_and_readiness(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["model"]
+
+
+def test_api_docs_page_works_offline(client: httpx.Client) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', page.text)
+    assert "/docs-assets/swagger-ui-bundle.js" in assets and "http" not in "".join(assets)
+    for asset in assets:  # everything the page needs comes from this server
+        assert client.get(asset).status_code == 200, asset
 
 
 def test_server_path_job_lifecycle_duplicate_and_failure(client: httpx.Client, colour_videos: dict) -> None:
