@@ -32,7 +32,9 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["t2v-tiny", "t2v-vit-b-32"])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (service default: 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, N={args.n} stored videos")
     print(
         f"| config | D | n_v | encode 1 query p50 ms | score 1 query x {args.n} videos p50 ms | "
