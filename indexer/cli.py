@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -109,6 +110,8 @@ def _open(
         return Store.open(index_dir, ident, create=create)
     except StoreError as e:
         raise _fail(str(e)) from None
+    except (OSError, sqlite3.Error) as e:  # e.g. a full disk: SQLite cannot create its WAL files
+        raise _fail(f"cannot open the store {index_dir}: {e} (disk full or not writable?)") from None
 
 
 def _model_errors() -> tuple[type[Exception], ...]:
@@ -256,8 +259,13 @@ def add(
             results, secs = _run_ingest(store, model, items, settings, quiet)
     except ValueError as e:
         raise _fail(str(e)) from None
+    except OSError as e:  # disk full, read-only store...: committed videos stay, a rerun adds the rest
+        raise _fail(f"cannot write to the store {index_dir}: {e}") from None
     finally:
-        store.close()
+        try:
+            store.close()
+        except OSError as e:
+            raise _fail(f"cannot write to the store {index_dir}: {e}") from None
     text, failed = _summary(results, secs)
     typer.echo(text)
     if failed:

@@ -4,6 +4,7 @@ trial costs a fork instead of a fresh interpreter importing torch (~15 s on a lo
 Protocol (one JSON object per line on stdin, one reply line on stdout):
     {"kind": "cli", "argv": [...], "env": {...}, "log": "file"}    -> {"pid": N}
     {"kind": "serve", "port": P, "env": {...}, "log": "file"}      -> {"pid": N}
+    optional "enospc_fsync": true makes every os.fsync in the child fail with ENOSPC.
 The children run exactly the code a user runs (`service.cli.main`, uvicorn with
 `service.app:create_app`); this process only imports and never runs torch ops (fork-safe).
 Children are reaped automatically (SIGCHLD ignored), so a killed pid simply disappears.
@@ -25,6 +26,8 @@ def _child(req: dict[str, Any]) -> None:
     os.close(fd)
     os.environ.update(req["env"])
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if req.get("enospc_fsync"):
+        _inject_enospc()
     code = 0
     try:
         if req["kind"] == "cli":
@@ -52,6 +55,16 @@ def _child(req: dict[str, Any]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _inject_enospc() -> None:
+    """Fault injection: every fsync fails with ENOSPC, as a full disk reports delayed allocation."""
+    import errno
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    os.fsync = fsync
 
 
 def main() -> None:

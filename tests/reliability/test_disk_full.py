@@ -1,0 +1,102 @@
+"""Disk full during `t2v index add`: the add fails cleanly with a clear message, the store stays
+consistent, and once space is back a rerun completes. A real full filesystem (a small tmpfs,
+when we may mount one) and a simulated one (every fsync fails with ENOSPC)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import Zygote, wait_exit
+from .test_crash import check_store
+
+
+def add(zygote: Zygote, paths: list[Path], index: Path, ckpt: Path, log: Path, **fault: bool) -> int:
+    argv = ["index", "add", *map(str, paths), "--index", str(index), "--checkpoint", str(ckpt)]
+    argv += ["--window", "1", "--stride", "1", "-q"]
+    req = {"kind": "cli", "argv": argv, "env": {}, "log": str(log), **fault}
+    pid = zygote.spawn(req)
+    wait_exit(pid, 180)
+    return pid
+
+
+def assert_clean_failure(text: str) -> None:
+    assert "Traceback" not in text, text[-3000:]
+    low = text.lower()
+    assert "no space left" in low or "disk full" in low or "disk i/o" in low, text[-3000:]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode()[:200]}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(mnt: Path) -> Path:
+    """Fill the filesystem to the last byte."""
+    filler = mnt / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+        try:
+            while True:
+                f.write(b"\0")
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_real_full_tmpfs(
+    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmpfs: Path, tmp_path: Path
+) -> None:
+    index = tmpfs / "index"
+    add(zygote, corpus[:2], index, tiny_ckpt, tmp_path / "first.log")
+    before = check_store(index, {})
+    assert len(before) == 2, (tmp_path / "first.log").read_text()
+    filler = fill(tmpfs)
+    log = tmp_path / "full.log"
+    add(zygote, corpus[2:6], index, tiny_ckpt, log)
+    text = log.read_text()
+    assert_clean_failure(text)
+    print(f"\nfull tmpfs add: {text.strip().splitlines()[-1]}")
+    filler.unlink()
+    during = check_store(index, {})
+    assert set(before.items()) <= set(during.items())  # nothing lost, nothing half-present
+    add(zygote, corpus[2:6], index, tiny_ckpt, tmp_path / "rerun.log")
+    assert sorted(check_store(index, {})) == sorted(str(p) for p in corpus[:6])
+
+
+def test_simulated_enospc(zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    add(zygote, corpus[:2], index, tiny_ckpt, tmp_path / "first.log")
+    before = check_store(index, {})
+    sizes = sorted((p.name, p.stat().st_size) for p in (index / "matrices").iterdir())
+    log = tmp_path / "full.log"
+    add(zygote, corpus[2:5], index, tiny_ckpt, log, enospc_fsync=True)
+    assert_clean_failure(log.read_text())
+    print(f"\nsimulated ENOSPC add: {log.read_text().strip().splitlines()[-1]}")
+    assert check_store(index, {}) == before
+    # uncommitted rows were written and left behind; the next open truncates them
+    add(zygote, corpus[2:5], index, tiny_ckpt, tmp_path / "rerun.log")
+    assert sorted(check_store(index, {})) == sorted(str(p) for p in corpus[:5])
+    assert sizes  # the first add wrote a segment
