@@ -150,7 +150,7 @@ class Engine:
         lib = self.lib
         start = time.perf_counter()
         hits, stages = await self._run(
-            lib.search, query, req.top_k, req.group_by_video, req.video_ids, req.min_score
+            lib.search, query, req.top_k, req.group_by_video, req.video_ids, req.min_score, req.explain
         )
         took = time.perf_counter() - start
         for stage, seconds in stages.items():
@@ -165,6 +165,7 @@ class Engine:
                 score=h.score,
                 thumbnail_url=_thumb_url(h.video_id, h.start + min(0.5, (h.end - h.start) / 2)),
                 stream_url=f"/v1/videos/{h.video_id}/stream#t={h.start:.2f}",
+                explanation=None if h.explanation is None else h.explanation.to_dict(),
             )
             for h in hits
         ]

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from indexer.explain import Explanation, explain_clip
 from indexer.ingest import Ingestor
 from indexer.search import Searcher
 from indexer.settings import resolve_device
@@ -45,6 +48,7 @@ class Hit:
     start: float
     end: float
     score: float
+    explanation: Explanation | None = None
 
 
 @dataclass(frozen=True)
@@ -106,18 +110,36 @@ class Library:
         group_by_video: bool,
         video_ids: list[int] | None,
         min_score: float | None,
+        explain: bool = False,
     ) -> tuple[list[Hit], dict[str, float]]:
         """Moments best first and stage timings in seconds (encode, candidates, rerank, metadata)."""
+        text = self.searcher.encode(query)
         res = self.searcher.search(
-            query,
+            text,
             top_k=top_k,
             group_by_video=group_by_video,
             video_ids=video_ids,
             min_score=min_score,
             moments_per_video=1,  # grouped: the best moment stands for its video
         )
-        hits = [Hit(m.video_id, m.title, m.start, m.end, m.score) for m in res.moments[:top_k]]
+        moments = res.moments[:top_k]
         stages = {k: v / 1000 for k, v in res.timings_ms.items() if k != "total"}
+        explained: list[Explanation | None] = [None] * len(moments)
+        if explain and moments:
+            # only the returned moments: plain searches pay nothing
+            t0 = time.perf_counter()
+            rows = text.vectors[0][text.mask[0]]  # (n_t valid, D)
+            mats = self.store.matrices(np.array([m.clip_id for m in moments], dtype=np.int64))
+            frames = self.model.config.frames
+            explained = [
+                explain_clip(rows, mats[i], m.start, m.end, frames, self.store.tau)
+                for i, m in enumerate(moments)
+            ]
+            stages["explain"] = time.perf_counter() - t0
+        hits = [
+            Hit(m.video_id, m.title, m.start, m.end, m.score, e)
+            for m, e in zip(moments, explained, strict=True)
+        ]
         return hits, stages
 
     def list_videos(self, offset: int, limit: int, title: str | None) -> tuple[list[VideoRecord], int]:

@@ -11,6 +11,25 @@ class SearchRequest(BaseModel):
     group_by_video: bool = Field(False, description="best moment per video only")
     video_ids: list[int] | None = Field(None, description="restrict the search to these videos")
     min_score: float | None = Field(None, description="drop results scoring below this")
+    explain: bool = Field(False, description="add per-result explanations (matched frames, views)")
+
+
+class FrameContribution(BaseModel):
+    time: float = Field(..., description="seconds into the video")
+    index: int = Field(..., description="frame row in the clip (0..T-1)")
+    contribution: float = Field(..., description="this frame vector's additive share of the score")
+
+
+class Explanation(BaseModel):
+    """The score split exactly over the clip's stored vectors (frames + decomposition views)."""
+
+    score: float = Field(..., description="sum of all contributions (equals the result score)")
+    frames_contribution: float = Field(..., description="share carried by the T frame vectors")
+    views_contribution: float = Field(..., description="share carried by the K view vectors")
+    view_contributions: list[float] = Field(..., description="per view (K)")
+    frame_times: list[float] = Field(..., description="the clip's T frame times, seconds")
+    relevance: list[float] = Field(..., description="per-frame contribution along the clip (T)")
+    top_frames: list[FrameContribution] = Field(..., description="frames ranked by contribution")
 
 
 class Moment(BaseModel):
@@ -21,6 +40,7 @@ class Moment(BaseModel):
     score: float = Field(..., description="partial-alignment score")
     thumbnail_url: str
     stream_url: str
+    explanation: Explanation | None = Field(None, description="present when explain was requested")
 
 
 class SearchResponse(BaseModel):
