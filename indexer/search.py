@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from model import TextSets, partial_alignment_scores
+from model import TextSets, one_query_scores, partial_alignment_scores
 
+from . import vector_index as vi
 from .store import Store
 
 # Exact-scoring a video_ids filter's clips directly is cheaper than FAISS below this many clips.
@@ -107,6 +108,9 @@ class Searcher:
             if len(ids) <= FILTER_EXACT_MAX_CLIPS:
                 return ids
         vecs = text.vectors[0][text.mask[0]].float().cpu().numpy()  # (m, D)
+        if vi.is_pooled(self.store.index_spec):
+            # a global (one vector per clip) index: the pooled query joins the per-row probes
+            vecs = np.concatenate([vecs, vi.pool(vecs[None])], axis=0)  # (m + 1, D)
         scores, ids2 = self.store.candidates(vecs, self.candidates_per_vector, self.faiss_threads)  # (m, k)
         flat_ids, flat_scores = ids2.ravel(), scores.ravel()
         ok = flat_ids >= 0
@@ -124,14 +128,13 @@ class Searcher:
         """Stage 2: exact partial-alignment scores (C,) of one query against `clip_ids`."""
         out = np.empty(len(clip_ids), dtype=np.float32)
         device = text.vectors.device
+        rows = text.vectors[0][text.mask[0]]  # (n_t valid, D): no padding to mask in the kernel
         for start in range(0, len(clip_ids), RERANK_BLOCK):
             chunk = clip_ids[start : start + RERANK_BLOCK]
             mats = torch.from_numpy(self.store.matrices(chunk)).to(device)  # (c, n_v, D) float16
             with torch.no_grad():
-                s = partial_alignment_scores(
-                    text.vectors[:1], mats, text.mask[:1], tau=self.store.tau
-                )  # (1, c)
-            out[start : start + len(chunk)] = s[0].float().cpu().numpy()
+                s = one_query_scores(rows, mats, tau=self.store.tau)  # (c,)
+            out[start : start + len(chunk)] = s.float().cpu().numpy()
         return out
 
     def exhaustive_scores(

@@ -577,19 +577,21 @@ class Store:
     def _fresh_index(self, spec: vi.IndexSpec | None = None) -> Any:
         spec = spec or self._spec
         train = None
-        if spec.type == "ivf":
-            train = self._training_sample(max(spec.nlist * 40, 10_000))
+        if spec.type in ("ivf", "global-ivf"):
+            train = self._training_sample(max(spec.nlist * 40, 10_000), vi.is_pooled(spec))
         return vi.build_index(spec, self.dim, train)
 
-    def _training_sample(self, n: int) -> np.ndarray:
+    def _training_sample(self, n: int, pooled: bool = False) -> np.ndarray:
         ids = [r[0] for r in self._sql("SELECT id FROM clips ORDER BY id")]
         if not ids:
             raise StoreError("an ivf index needs stored vectors to train on")
         rng = np.random.default_rng(0)
-        per_clip = self.vectors_per_clip
+        per_clip = 1 if pooled else self.vectors_per_clip
         pick = rng.choice(len(ids), size=min(len(ids), max(1, n // per_clip)), replace=False)
         self._catch_up_table()
         mats = self.matrices(np.asarray(ids, dtype=np.int64)[np.sort(pick)])
+        if pooled:
+            return vi.pool(mats)
         return mats.reshape(-1, self.dim).astype(np.float32)
 
     def _catch_up_table(self) -> None:
@@ -614,7 +616,7 @@ class Store:
         missing = ids[ids > top].copy()
         for start in range(0, len(missing), 4096):
             chunk = missing[start : start + 4096]
-            vi.add_clips(self._index, chunk, self.matrices(chunk))
+            vi.add_clips(self._index, chunk, self.matrices(chunk), vi.is_pooled(self._spec))
             self._dirty = True
 
     def _memmap(self, seg_id: int, rows_needed: int) -> np.memmap:
@@ -627,6 +629,12 @@ class Store:
         return mm
 
     # ---------------------------------------------------------------- search-side reads
+    @property
+    def index_spec(self) -> vi.IndexSpec:
+        """The FAISS index's type and parameters (what stage 1 searches)."""
+        self.refresh()
+        return self._spec
+
     def candidates(self, queries: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """FAISS top-k rows per query vector: (scores (m, k), clip ids (m, k), -1 = none)."""
         self.refresh()
@@ -891,7 +899,7 @@ class Store:
                 new_index = self._fresh_index(spec)
                 for start in range(0, len(ids), 4096):
                     chunk = ids[start : start + 4096]
-                    vi.add_clips(new_index, chunk, self.matrices(chunk))
+                    vi.add_clips(new_index, chunk, self.matrices(chunk), vi.is_pooled(spec))
                 with self._lock:
                     self._spec = spec
                     self._manifest["index"] = spec.to_dict()
@@ -908,6 +916,27 @@ class Store:
                 raise
             with self._lock:
                 self._write_manifest()
+
+    def rebuild_index(self, index_type: str) -> dict[str, Any]:
+        """Rebuild the FAISS index as `index_type` from the stored matrices (pinned from then on);
+        unlike `compact` the matrices are not rewritten, so this costs only the index build."""
+        with self._writing():
+            with self._lock:
+                ids = self._clips.ids.copy()
+            per_clip = 1 if index_type in vi.GLOBAL_TYPES else self.vectors_per_clip
+            spec = vi.choose_spec(len(ids) * per_clip, index_type, self.dim)
+            new_index = self._fresh_index(spec)
+            for start in range(0, len(ids), 4096):
+                chunk = ids[start : start + 4096]
+                vi.add_clips(new_index, chunk, self.matrices(chunk), vi.is_pooled(spec))
+            with self._lock:
+                self._spec = spec
+                self._manifest["index"] = spec.to_dict()
+                self._manifest["index_pinned"] = True
+                self._index = new_index
+                self._dirty = True
+        self.flush()
+        return spec.to_dict()
 
     def _write_manifest(self) -> None:
         s = self._counts()
@@ -980,7 +1009,8 @@ class Store:
                         cur.execute("ROLLBACK")
                         raise
                 # 3. derived: new index for the new generation, then drop the old files
-                rows = len(live) * self.vectors_per_clip
+                pooled = index_type in vi.GLOBAL_TYPES
+                rows = len(live) * (1 if pooled else self.vectors_per_clip)
                 self._manifest["index"] = vi.choose_spec(rows, index_type, self.dim).to_dict()
                 if index_type is not None:
                     self._manifest["index_pinned"] = True
@@ -1057,7 +1087,8 @@ class Store:
             have = np.zeros(len(ids), dtype=np.int64)
             inside = ids < len(counts)
             have[inside] = counts[ids[inside]]
-            for cid in ids[have != self.vectors_per_clip][:20].tolist():
+            per_clip = 1 if vi.is_pooled(self._spec) else self.vectors_per_clip
+            for cid in ids[have != per_clip][:20].tolist():
                 problems.append(f"clip {cid} has {int(counts[cid]) if cid < len(counts) else 0} FAISS rows")
             known = np.zeros(len(counts), dtype=bool)
             known[ids[inside]] = True

@@ -19,7 +19,10 @@ import numpy as np
 # Up to this many stored floats (rows x D, 512 MiB as float32) an exact flat scan is fast enough
 # (~0.25 s per query set on one busy core, recall 1.0); beyond it an IVF index answers in ms.
 FLAT_MAX_ELEMENTS = 1 << 27
-INDEX_TYPES = ("flat", "ivf", "hnsw")
+INDEX_TYPES = ("flat", "ivf", "hnsw", "global", "global-ivf")
+# 'global*' index one pooled vector per clip (normalised mean of its rows) instead of every row:
+# n_v times fewer FAISS rows, the first stage that fits 1M clips of D=512 in RAM.
+GLOBAL_TYPES = ("global", "global-ivf")
 
 
 @dataclass(frozen=True)
@@ -38,17 +41,34 @@ class IndexSpec:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+def is_pooled(spec: IndexSpec) -> bool:
+    """True when the index holds one pooled vector per clip (not every row)."""
+    return spec.type in GLOBAL_TYPES
+
+
+def pool(matrices: np.ndarray) -> np.ndarray:
+    """(C, n_v, D) clip sets -> (C, D) float32 global vectors: the normalised mean of the rows."""
+    g = matrices.astype(np.float32).mean(axis=1)  # (C, D)
+    return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+
+
 def flat_is_enough(rows: int, dim: int) -> bool:
     return rows * dim <= FLAT_MAX_ELEMENTS
 
 
 def choose_spec(rows: int, kind: str | None = None, dim: int = 512) -> IndexSpec:
-    """The index type for `rows` vectors: flat while small, IVF beyond (or the `kind` asked for)."""
+    """The index type for `rows` vectors: flat while small, IVF beyond (or the `kind` asked for).
+
+    For the global types `rows` is the number of clips (one pooled vector each)."""
     kind = kind or ("flat" if flat_is_enough(rows, dim) else "ivf")
     if kind not in INDEX_TYPES:
         raise ValueError(f"unknown index type {kind!r} (choose from {', '.join(INDEX_TYPES)})")
-    if kind == "flat":
-        return IndexSpec("flat")
+    if kind in ("flat", "global"):
+        return IndexSpec(kind)
+    if kind == "global-ivf":
+        # one vector per clip: ~4 sqrt(n) lists, and few probes since clips cluster by topic
+        nlist = int(min(8192, max(16, 4 * math.sqrt(max(rows, 1)))))
+        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32))
     if kind == "hnsw":
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
     # ~4 sqrt(n) lists, capped so training stays cheap; 1/8 of the lists probed
@@ -58,12 +78,12 @@ def choose_spec(rows: int, kind: str | None = None, dim: int = 512) -> IndexSpec
 
 def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> faiss.IndexIDMap:
     """An empty id-mapped inner-product index; IVF is trained on `train` (n, dim) float32."""
-    if spec.type == "flat":
+    if spec.type in ("flat", "global"):
         base: faiss.Index = faiss.IndexFlatIP(dim)
     elif spec.type == "hnsw":
         base = faiss.IndexHNSWFlat(dim, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         base.hnsw.efSearch = spec.ef_search
-    elif spec.type == "ivf":
+    elif spec.type in ("ivf", "global-ivf"):
         quantizer = faiss.IndexFlatIP(dim)
         base = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
         if train is None or len(train) < spec.nlist:
@@ -78,16 +98,19 @@ def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> f
 def apply_search_params(index: faiss.Index, spec: IndexSpec) -> None:
     """Search-time knobs are not always kept by write/read: set them after loading."""
     base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
-    if spec.type == "ivf" and hasattr(base, "nprobe"):
+    if spec.type in ("ivf", "global-ivf") and hasattr(base, "nprobe"):
         base.nprobe = spec.nprobe
     if spec.type == "hnsw" and hasattr(base, "hnsw"):
         base.hnsw.efSearch = spec.ef_search
 
 
-def add_clips(index: faiss.Index, clip_ids: np.ndarray, matrices: np.ndarray) -> None:
-    """matrices: (C, n_v, D) -> C * n_v rows, each carrying its clip id."""
+def add_clips(index: faiss.Index, clip_ids: np.ndarray, matrices: np.ndarray, pooled: bool = False) -> None:
+    """matrices: (C, n_v, D) -> C * n_v rows (pooled: C global rows), each carrying its clip id."""
     c, n_v, d = matrices.shape
     if c == 0:
+        return
+    if pooled:
+        index.add_with_ids(pool(matrices), np.asarray(clip_ids, dtype=np.int64))
         return
     rows = np.ascontiguousarray(matrices.reshape(c * n_v, d), dtype=np.float32)  # (C*n_v, D)
     ids = np.repeat(np.asarray(clip_ids, dtype=np.int64), n_v)  # (C*n_v,)

@@ -5,7 +5,7 @@ from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, state
 from .config import ConfigError, T2VConfig, get_config, list_models
 from .factory import create_model, model_identity
 from .loss import diversity, info_nce, t2v_loss
-from .scoring import partial_alignment_scores, score_matrix_components
+from .scoring import one_query_scores, partial_alignment_scores, score_matrix_components
 from .t2vparser import T2VParser, TextSets, VideoSets
 from .weights import WeightsNotFoundError, resolve_pretrained
 
@@ -26,6 +26,7 @@ __all__ = [
     "info_nce",
     "list_models",
     "model_identity",
+    "one_query_scores",
     "partial_alignment_scores",
     "read_checkpoint",
     "resolve_pretrained",

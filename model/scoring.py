@@ -105,6 +105,29 @@ def partial_alignment_scores(
     return torch.cat(out, dim=1)
 
 
+def one_query_scores(text: Tensor, videos: Tensor, tau: float = 100.0, block: int = 2048) -> Tensor:
+    """Partial-alignment scores of ONE query set against N video sets: (N,).
+
+    text: (n_t, D) valid rows only; videos: (N, n_v, D), float16 allowed. The serving fast path:
+    one GEMM of the query rows against every gathered video row per block (no (Q, N, ...) batch
+    dims, no padding masks), the same value as `partial_alignment_scores` up to rounding.
+    """
+    n, n_v, d = videos.shape
+    out = []
+    for start in range(0, n, block):
+        rows = videos[start : start + block].reshape(-1, d).to(device=text.device, dtype=text.dtype)
+        sim = (rows @ text.T).view(-1, n_v, text.shape[0])  # (c, n_v, n_t)
+        logits = sim * tau
+        a = (torch.softmax(logits, dim=1) * sim).sum(1)  # (c, n_t): each text row picks video rows
+        b = (torch.softmax(logits, dim=2) * sim).sum(2)  # (c, n_v): each video row picks text rows
+        t2v = (torch.softmax(a * tau, dim=1) * a).sum(1)  # (c,)
+        v2t = (torch.softmax(b * tau, dim=1) * b).sum(1)  # (c,)
+        out.append((t2v + v2t) / 2)
+    if not out:
+        return text.new_zeros((0,))
+    return torch.cat(out)
+
+
 def score_matrix_components(text: Tensor, video: Tensor, tau: float = 100.0) -> dict[str, Tensor]:
     """All intermediate quantities for ONE (text set, video set) pair, for explanations.
 

@@ -1,0 +1,62 @@
+"""The benchmark suite runs end to end in its smoke size and writes a sane section (CLI as a user runs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\n## Someone else's section\n\nkeep me\n")
+    out = tmp_path / "figures.json"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "run_all.py"),
+        "--smoke",
+        "--doc",
+        str(doc),
+        "--json",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = doc.read_text()
+    assert "## Someone else's section\n\nkeep me" in text  # other sections kept
+    assert text.count("bench/run_all.py: begin") == 1
+    figures = json.loads(out.read_text())
+    rows = figures["search"]["rows"]
+    # both distributions, both sizes, the exhaustive baseline and a two-stage row each
+    for dist in ("clustered", "isotropic"):
+        for clips in (200, 1000):
+            mine = [r for r in rows if r["dist"] == dist and r["clips"] == clips]
+            assert any(r["method"].startswith("exhaustive") for r in mine), mine
+            two = [r for r in mine if not r["method"].startswith("exhaustive")]
+            assert two
+            for r in two:
+                assert 0.0 <= r["recall10"] <= 1.0
+                assert 0 < r["p50_ms"] <= r["p95_ms"]
+                assert r["candidates"] <= clips
+    # on clustered data the global first stage must find the planted clip's neighbourhood
+    best = max(r["recall10"] for r in rows if r["dist"] == "clustered" and r["clips"] == 1000
+               and not r["method"].startswith("exhaustive"))  # fmt: skip
+    assert best >= 0.5
+    # the exhaustive baseline scores every clip, the two-stage search fewer
+    for r in rows:
+        if r["method"].startswith("exhaustive"):
+            assert r["candidates"] == r["clips"] and r["recall10"] == 1.0
+    http = figures["http"]
+    assert 0 < http["http_p50"] <= http["http_p95"] and 0 < http["inproc_p50"]
+    assert any(line.startswith("| t2v-tiny") for line in figures["ingest"])
+    # every two-stage row of the JSON is in the markdown table
+    table_rows = [line for line in text.splitlines() if re.match(r"\| (clustered|isotropic) \|", line)]
+    assert len(table_rows) == len(rows)
+    for name, mem in figures["search"]["memory"].items():
+        assert mem["disk_bytes_per_clip"] >= 20 * 512 * 2, name  # the float16 matrices at least

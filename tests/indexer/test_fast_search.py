@@ -1,0 +1,103 @@
+"""The serving fast paths: one-query rerank kernel, the global (one vector per clip) first stage,
+and rebuilding the FAISS index in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from indexer import vector_index as vi
+from indexer.search import Searcher
+from indexer.store import ClipSpan, NewVideo, Store
+from model import TextSets, one_query_scores, partial_alignment_scores
+
+DIM, N_V = 32, 6
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_one_query_scores_equal_the_batched_kernel() -> None:
+    g = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(5, DIM, generator=g), dim=-1)
+    videos = torch.nn.functional.normalize(torch.randn(300, N_V, DIM, generator=g), dim=-1).half()
+    fast = one_query_scores(text, videos, tau=100.0, block=64)  # several blocks
+    ref = partial_alignment_scores(text[None], videos, tau=100.0)[0]
+    assert fast.shape == (300,)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    # the ordering is what search uses: the best clip must be the same
+    assert int(fast.argmax()) == int(ref.argmax())
+
+
+def _store(root: Path, clips: int, index_type: str) -> tuple[Store, np.ndarray]:
+    ident = {"config": {"tau": 100.0}, "dim": DIM, "vectors_per_clip": N_V, "weights": "random:t"}
+    store = Store.open(root, ident, create=True, index_type=index_type)
+    rng = np.random.default_rng(0)
+    # 20 topics: clips of a topic share a direction, like real embeddings of similar scenes
+    centres = unit(rng.standard_normal((20, DIM)))
+    topic = rng.integers(20, size=clips)
+    mats = unit(centres[topic][:, None, :] + 0.8 * unit(rng.standard_normal((clips, N_V, DIM))))
+    batch = [
+        (NewVideo(f"/v{v}.mp4", f"v{v}", f"h{v}", 20, 25, 64, 64, "h264", 1),
+         [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(10)], mats[10 * v : 10 * v + 10])
+        for v in range(clips // 10)
+    ]  # fmt: skip
+    store.add_videos(batch)
+    store.flush()
+    return store, mats.astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["global", "global-ivf"])
+def test_global_first_stage_finds_the_exact_top(tmp_path: Path, kind: str) -> None:
+    store, mats = _store(tmp_path / "s", 600, "global")
+    if kind != "global":
+        spec = store.rebuild_index(kind)
+        assert spec["type"] == kind and spec["nlist"] > 0
+    assert store.index_spec.type == kind
+    assert store.stats().index_vectors == 600  # one pooled vector per clip, not N_V
+    assert store.verify().ok
+    rng = np.random.default_rng(1)
+    found = 0
+    for target in rng.choice(600, size=10, replace=False):
+        q = unit(mats[target][:3] + 0.3 * unit(rng.standard_normal((3, DIM))))
+        text = TextSets(vectors=torch.from_numpy(q)[None].float(), mask=torch.ones(1, 3, dtype=torch.bool))
+        s = Searcher(store, candidates_per_vector=64)
+        r = s.search(text, top_k=5)
+        ids, exact = s.exhaustive_scores(text)
+        top5 = set(ids[np.argsort(-exact[0])[:5]].tolist())
+        assert r.moments[0].clip_id == int(target) + 1  # ids start at 1
+        assert r.candidates < 600  # a real first stage, not a full scan
+        found += len(top5 & {m.clip_id for m in r.moments})
+        # scores are the exact ones
+        exact_by_id = dict(zip(ids.tolist(), exact[0].tolist(), strict=True))
+        for m in r.moments:
+            assert m.score == pytest.approx(exact_by_id[m.clip_id], abs=1e-5)
+    assert found / 50 >= 0.9
+    store.close()
+    # the choice is kept across a reopen (pinned), and the index is the saved one
+    with Store.open(tmp_path / "s") as again:
+        assert again.index_spec.type == kind
+        assert again.stats().index_vectors == 600
+
+
+def test_rebuild_index_back_to_token_level(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path / "s", 100, "global")
+    store.rebuild_index("flat")
+    assert store.stats().index_vectors == 100 * N_V
+    assert store.verify().ok
+    with pytest.raises(ValueError, match="unknown index type"):
+        store.rebuild_index("nope")
+    store.close()
+
+
+def test_pool_is_the_normalised_mean() -> None:
+    m = unit(np.random.default_rng(0).standard_normal((4, N_V, DIM))).astype(np.float16)
+    g = vi.pool(m)
+    assert g.shape == (4, DIM) and g.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(g, axis=1), 1.0, atol=1e-5)
+    ref = m.astype(np.float32).mean(1)
+    np.testing.assert_allclose(g, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
