@@ -70,7 +70,9 @@ class Corpus:
 
     def block(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(matrices (n, n_v, D) float16, topic of each clip (n,))."""
-        rng = np.random.default_rng([self.seed, start])
+        # a distinct, non-zero-padded seed per block: SeedSequence([s, 0]) equals SeedSequence(s),
+        # which would make the first block's noise the topic centres themselves
+        rng = np.random.default_rng([self.seed, start + 1, 7])
         noise = rng.standard_normal((n, self.n_v, self.dim), dtype=np.float32)
         if self.dist == "isotropic":
             return unit(noise).astype(np.float16), np.zeros(n, np.int64)
