@@ -441,11 +441,18 @@ def search(
     checkpoint: Path | None = typer.Option(None, help=_CKPT_HELP),
     device: str | None = typer.Option(None),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    server: str | None = typer.Option(None, "--server", help="search a running service at this URL"),
+    api_key: str | None = typer.Option(None, "--api-key", help="X-API-Key for --server"),
 ) -> None:
     """Search an index for moments (two-stage: FAISS candidates, exact partial-alignment rerank)."""
     from indexer.search import Searcher
     from indexer.store import MANIFEST
 
+    if server is not None:  # a remote service does the search (indexer/remote.py)
+        from indexer.remote import remote_search
+
+        remote_search(server, api_key, query, top_k, group_by_video, video_id or None, min_score, as_json)
+        return
     settings = _settings()
     index_dir = _index_dir(index, settings)
     if not query.strip():

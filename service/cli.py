@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from indexer import cli as index_cli
-from indexer import train_cli
+from indexer import remote, train_cli
 from service import cli_serve, cli_weights, settings_doc
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ app.command("preload")(cli_weights.preload)  # weights into the cache (Docker st
 app.command("settings")(settings_doc.settings_table)
 app.add_typer(index_cli.index_app, name="index")  # the offline indexer (indexer/cli.py)
 app.command("search")(index_cli.search)
+app.command("ingest")(remote.ingest)  # into a running service over REST (indexer/remote.py)
 train_cli.register(app)  # t2v train / eval / synth
 
 

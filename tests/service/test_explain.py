@@ -6,17 +6,24 @@ top contributing frame must fall inside that scene, and the contributions must a
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from indexer.demo_rank import render_colour_video
 from indexer.settings import DEMO_CHECKPOINT
 from indexer.synthetic import DemoVideo, render_demo_library
 
-from .conftest import Server, wait_job
+from .conftest import REPO, Server, wait_job
 
 TRAINED = DEMO_CHECKPOINT.exists()
+KEY = "explain-test-key"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +37,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, library: list[DemoVideo]) -
     root = library[0].path.parent
     srv = Server(
         work,
-        {"index_dir": str(work / "index"), "var_dir": str(work / "var"), "allowed_roots": [str(root)]},
+        {
+            "index_dir": str(work / "index"),
+            "var_dir": str(work / "var"),
+            "allowed_roots": [str(root)],
+            "api_keys": [KEY],
+        },
     ).start()
     try:
         yield srv
@@ -41,7 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, library: list[DemoVideo]) -
 @pytest.fixture(scope="module")
 def video_ids(server: Server, library: list[DemoVideo]) -> dict[str, int]:
     """Ingest the library once (as server paths); title -> video id."""
-    with server.client() as c:
+    with server.client(headers={"X-API-Key": KEY}) as c:
         r = c.post("/v1/ingest", json={"paths": [str(v.path) for v in library]})
         assert r.status_code == 202, r.text
         job = wait_job(c, r.json()["id"], timeout=240)
@@ -104,3 +116,50 @@ def test_top_frame_lies_in_the_queried_scene(
                     misses.append((scene.caption, (scene.start, scene.end), top))
     assert total >= 20
     assert inside >= 0.85 * total, f"{inside}/{total} top frames inside their scene; misses: {misses}"
+
+
+def t2v(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "service.cli", *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_remote_search_matches_the_api(server: Server, video_ids: dict[str, int]) -> None:
+    query = "a green triangle moving up"
+    out = t2v("search", "--server", server.url, "--top-k", "4", "--json", query)
+    assert out.returncode == 0, out.stderr
+    remote = json.loads(out.stdout)
+    with server.client() as c:
+        direct = search(c, query=query, top_k=4)
+    assert [(m["video_id"], m["start"], m["score"]) for m in remote["results"]] == [
+        (m["video_id"], m["start"], m["score"]) for m in direct["results"]
+    ]
+    text = t2v("search", "--server", server.url, "--top-k", "2", query)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert len(lines) == 2 and f"video {direct['results'][0]['video_id']}" in lines[0]
+    # a wrong key is refused with the server's message, not a traceback
+    bad = t2v("search", "--server", server.url, "--api-key", "wrong", query)
+    assert bad.returncode == 2 and "401" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_remote_ingest_uploads_and_follows_the_job(
+    server: Server, library: list[DemoVideo], video_ids: dict[str, int], tmp_path: Path
+) -> None:
+    clip = render_colour_video(tmp_path / "magenta-clip.mp4", "magenta", seconds=2.0)
+    refused = t2v("ingest", "--server", server.url, str(clip))  # writes need the key
+    assert refused.returncode == 2 and "401" in refused.stderr, refused.stderr
+    out = t2v("ingest", "--server", server.url, "--api-key", KEY, str(clip))
+    assert out.returncode == 0, out.stderr
+    assert "ingest" in out.stderr  # the progress bar
+    done = [line for line in out.stdout.splitlines() if line.startswith("done")]
+    assert len(done) == 1 and "magenta-clip.mp4" in done[0], out.stdout
+    new_id = int(done[0].split("-> video ")[1].split()[0])
+    with server.client() as c:
+        assert c.get(f"/v1/videos/{new_id}").json()["title"] == "magenta-clip"
+    # server paths: an already-ingested file comes back as a duplicate; a missing local file fails early
+    known = str(library[0].path)
+    dup = t2v("ingest", "--server", server.url, "--api-key", KEY, "--server-paths", "-q", known)
+    assert dup.returncode == 0 and "duplicate" in dup.stdout, dup.stdout + dup.stderr
+    missing = t2v("ingest", "--server", server.url, "--api-key", KEY, str(tmp_path / "nope.mp4"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
