@@ -260,6 +260,8 @@ class Engine:
         if body.titles is not None and len(body.titles) != len(body.paths):
             raise InvalidInput("titles must have one entry per path")
         roots = self.settings.allowed_roots
+        if len(body.paths) > self.settings.limits.max_items_per_job:  # refuse before a stat per path
+            self._check_job_capacity(len(body.paths))
         resolved = [confine_path(p, roots) for p in body.paths]
         self._check_job_capacity(len(resolved))
         titles = body.titles or [None] * len(resolved)
