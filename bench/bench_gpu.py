@@ -101,8 +101,10 @@ def search_bench(
     for qi in range(queries):
         tgt = int(torch.randint(clips, (1,), generator=g, device=device))
         rows = mats[tgt].float()[torch.randperm(n_v, device=device, generator=g)[: n_t // 2]]
-        q = torch.cat([unit(rows + 0.5 * unit(torch.randn_like(rows))),
-                       unit(unit(mats[tgt].float().mean(0)) + unit(torch.randn(n_t - n_t // 2, dim, device=device, generator=g)))])  # fmt: skip
+        rest = unit(torch.randn(n_t - n_t // 2, dim, device=device, generator=g))
+        q = torch.cat(
+            [unit(rows + 0.5 * unit(torch.randn_like(rows))), unit(unit(mats[tgt].float().mean(0)) + rest)]
+        )
         sync(device)
         t1 = time.perf_counter()
         probes = torch.cat([q, unit(q.mean(0, keepdim=True))])  # (n_t + 1, D)
@@ -169,11 +171,13 @@ def main() -> None:
     print("| frames/s (fp16 on GPU) | clips/s | text query p50 ms | text query p95 ms |")
     print("|---|---|---|---|")
     print(
-        f"| {enc['frames_per_s']:.0f} | {enc['clips_per_s']:.1f} | {enc['text_p50_ms']:.1f} | {enc['text_p95_ms']:.1f} |"
+        f"| {enc['frames_per_s']:.0f} | {enc['clips_per_s']:.1f} | {enc['text_p50_ms']:.1f} | "
+        f"{enc['text_p95_ms']:.1f} |"
     )
     s = search
     print(
-        "| clips | first stage | stage 1 p50 ms | rerank p50 ms | p50 ms | p95 ms | exhaustive p50 ms | recall@10 |"
+        "| clips | first stage | stage 1 p50 ms | rerank p50 ms | p50 ms | p95 ms | exhaustive p50 ms | "
+        "recall@10 |"
     )
     print("|---|---|---|---|---|---|---|---|")
     print(
