@@ -225,3 +225,9 @@ def test_entrypoint_starts_the_service_on_the_cpu_path(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def test_readme_settings_table_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [env for env in SETTING_VARS if f"`{env}`" not in readme]
+    assert not missing, f"README settings table is stale (regenerate with `t2v settings`): {missing}"
