@@ -1,0 +1,97 @@
+"""A corpus of broken and odd videos through a live server's ingest job: each item ends `done` or
+`failed` with a reason, and the server stays up and searchable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from indexer.video import ffmpeg_exe
+
+from .conftest import Zygote, free_port, kill9, server_env, wait_job, wait_ready
+
+
+def lavfi(path: Path, *args: str) -> Path:
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *args, str(path)], check=True, timeout=60)
+    return path
+
+
+def make_corpus(root: Path, good: Path) -> dict[str, Path]:
+    """name -> file; which of them must index and which must fail is asserted by the test."""
+    out: dict[str, Path] = {}
+    out["zero"] = root / "zero.mp4"
+    out["zero"].write_bytes(b"")
+    out["random"] = root / "random.mp4"
+    out["random"].write_bytes(os.urandom(50_000))
+    data = good.read_bytes()
+    out["truncated"] = root / "truncated.mp4"
+    out["truncated"].write_bytes(data[: len(data) // 3])
+    moov = data.find(b"moov")
+    assert moov > data.find(b"mdat") > 0, "expected the moov atom after the media data"
+    out["no_moov"] = root / "no_moov.mp4"  # a recording cut before its moov atom was written
+    out["no_moov"].write_bytes(data[: moov - 4])
+    out["audio_only"] = lavfi(root / "audio_only.mp4", "-f", "lavfi", "-i", "sine=d=2", "-c:a", "aac")
+    out["tiny_0.1s"] = lavfi(
+        root / "tiny_0.1s.mp4", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.1:r=10", "-pix_fmt", "yuv420p"
+    )
+    out["one_pixel"] = lavfi(root / "one_pixel.mp4", "-f", "lavfi", "-i", "color=c=blue:s=2x2:d=1:r=5")
+    out["vfr"] = lavfi(
+        root / "vfr.mkv",
+        *("-f", "lavfi", "-i", "testsrc=s=96x64:d=3:r=10", "-vf", "select='not(between(t,1,2))'"),
+        *("-fps_mode", "vfr", "-pix_fmt", "yuv420p"),
+    )
+    out["rotated"] = lavfi(
+        root / "rotated.mp4",
+        *("-display_rotation", "90", "-i", str(good), "-c", "copy"),
+    )
+    out["unicode"] = root / "vidéo ünïcode 日本 spaces.mp4"
+    out["unicode"].write_bytes(
+        lavfi(
+            root / "u.mp4", "-f", "lavfi", "-i", "testsrc=s=96x64:d=2:r=8", "-pix_fmt", "yuv420p"
+        ).read_bytes()
+    )
+    (root / "u.mp4").unlink()
+    return out
+
+
+def test_bad_videos_each_get_a_clear_outcome(
+    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "bad"
+    root.mkdir()
+    files = make_corpus(root, corpus[0])
+    settings = {
+        "index_dir": str(tmp_path / "index"),
+        "var_dir": str(tmp_path / "var"),
+        "allowed_roots": [str(root)],
+        "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
+        "window": 1.0,
+        "stride": 1.0,
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    pid = zygote.serve(port, server_env(settings), tmp_path / "server.log")
+    try:
+        wait_ready(url, pid, tmp_path / "server.log")
+        with httpx.Client(base_url=url, timeout=60) as c:
+            names = list(files)
+            r = c.post("/v1/ingest", json={"paths": [str(files[n]) for n in names]})
+            assert r.status_code == 202, r.text
+            job = wait_job(c, r.json()["id"], timeout=180)
+            outcome = {n: it for n, it in zip(names, job["items"], strict=True)}
+            for n in ("zero", "random", "no_moov", "audio_only"):
+                assert outcome[n]["state"] == "failed", outcome[n]
+                assert outcome[n]["reason"], outcome[n]
+            for n in ("vfr", "rotated", "unicode"):
+                assert outcome[n]["state"] == "done", outcome[n]
+            for n in ("truncated", "tiny_0.1s", "one_pixel"):  # either indexed or a clear reason
+                assert outcome[n]["state"] == "done" or outcome[n]["reason"], outcome[n]
+            assert c.get("/healthz").status_code == 200
+            assert c.post("/v1/search", json={"query": "a test pattern"}).status_code == 200
+            summary = {n: (it["state"], (it["reason"] or "")[:70]) for n, it in outcome.items()}
+    finally:
+        kill9(pid)
+    print("\nbad videos:", "\n".join(f"  {n}: {s}" for n, s in summary.items()), sep="\n")
