@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from indexer import cli as index_cli
-from indexer import remote, train_cli
+from indexer import explain_cli, remote, train_cli
 from service import cli_serve, cli_weights, settings_doc
 
 app = typer.Typer(
@@ -50,6 +50,8 @@ app.command("settings")(settings_doc.settings_table)
 app.add_typer(index_cli.index_app, name="index")  # the offline indexer (indexer/cli.py)
 app.command("search")(index_cli.search)
 app.command("ingest")(remote.ingest)  # into a running service over REST (indexer/remote.py)
+app.command("explain")(explain_cli.explain)  # PNG explainers (indexer/figures.py)
+app.command("inspect-tokens")(explain_cli.inspect_tokens)
 train_cli.register(app)  # t2v train / eval / synth
 
 
