@@ -68,9 +68,67 @@ function card(moment) {
   score.textContent = `score ${moment.score.toFixed(3)}`;
   meta.append(title, when, score);
   el.append(img, meta);
+  if (moment.explanation) el.append(bestFrames(moment));
   el.addEventListener("click", () => play(moment));
   el.addEventListener("keydown", (e) => { if (e.key === "Enter") play(moment); });
   return el;
+}
+
+// The best frames of an explained moment: small thumbnails that seek the player there.
+function bestFrames(moment) {
+  const row = document.createElement("div");
+  row.className = "frames";
+  for (const f of moment.explanation.top_frames.slice(0, 3)) {
+    const img = document.createElement("img");
+    img.className = "frame-thumb";
+    img.src = `/v1/videos/${moment.video_id}/thumbnail?t=${f.time.toFixed(2)}`;
+    img.alt = `frame at ${fmtTime(f.time)}`;
+    img.title = `${fmtTime(f.time)}: contributes ${f.contribution.toFixed(3)}`;
+    img.dataset.t = String(f.time);
+    img.addEventListener("click", (e) => {
+      e.stopPropagation(); // seek to the frame, not to the moment's start
+      play(Object.assign({}, moment, { start: f.time }));
+    });
+    row.append(img);
+  }
+  return row;
+}
+
+// A strip of the whole video shaded by how well each clip window matches the query:
+// one restricted search scores every window of that video.
+async function timelineStrip(query, moment, el) {
+  const [vid, hits] = await Promise.all([
+    fetch(`/v1/videos/${moment.video_id}`).then((r) => (r.ok ? r.json() : null)),
+    fetch("/v1/search", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ query, top_k: 100, video_ids: [moment.video_id] }),
+    }).then((r) => (r.ok ? r.json() : null)),
+  ]);
+  if (!vid || !hits || !hits.results.length) return;
+  const duration = Math.max(vid.duration, ...hits.results.map((h) => h.end));
+  const scores = hits.results.map((h) => h.score);
+  const lo = Math.min(...scores);
+  const span = Math.max(...scores) - lo || 1;
+  const strip = document.createElement("div");
+  strip.className = "strip";
+  strip.title = "relevance of each moment of the video to the query";
+  // weakest first, so the best window is drawn on top where windows overlap
+  for (const h of [...hits.results].reverse()) {
+    const seg = document.createElement("div");
+    seg.className = "seg";
+    seg.style.left = `${(100 * h.start) / duration}%`;
+    seg.style.width = `${(100 * (h.end - h.start)) / duration}%`;
+    seg.style.opacity = String(0.15 + (0.85 * (h.score - lo)) / span);
+    seg.dataset.score = String(h.score);
+    strip.append(seg);
+  }
+  const mark = document.createElement("div");
+  mark.className = "mark";
+  mark.style.left = `${(100 * moment.start) / duration}%`;
+  mark.style.width = `${(100 * (moment.end - moment.start)) / duration}%`;
+  strip.append(mark);
+  el.querySelector(".meta").append(strip);
 }
 
 async function search(query) {
@@ -78,7 +136,7 @@ async function search(query) {
   const resp = await fetch("/v1/search", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ query, top_k: 12 }),
+    body: JSON.stringify({ query, top_k: 12, explain: true }),
   });
   const results = $("results");
   results.replaceChildren();
@@ -88,7 +146,11 @@ async function search(query) {
   }
   const body = await resp.json();
   $("status").textContent = `${body.results.length} moments in ${body.took_ms.toFixed(0)} ms`;
-  for (const m of body.results) results.append(card(m));
+  for (const m of body.results) {
+    const el = card(m);
+    results.append(el);
+    timelineStrip(query, m, el).catch(() => {});
+  }
 }
 
 function showJob(job) {

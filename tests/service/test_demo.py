@@ -183,6 +183,58 @@ def test_browser_search_click_plays_the_moment(demo_server: Server, demo_dir: Pa
     assert (ARTIFACTS / "browser-search.png").stat().st_size > 1000
 
 
+def test_browser_strip_and_frame_thumbnails_seek(demo_server: Server, demo_dir: Path) -> None:
+    """Each card shows the video's relevance strip and its best frames; a thumbnail seeks there."""
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is missing: scripts/test.sh installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    video = demo_manifest(demo_dir)[0]
+    query = video["scenes"][-1]["caption"]  # the last scene: its frames are far from 0 s
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(demo_server.url + "/")
+            page.fill("#query", query)
+            page.press("#query", "Enter")
+            page.wait_for_selector(".card .strip .seg", timeout=30_000)
+            first = page.locator(".card").nth(0)
+            segs = first.locator(".strip .seg")
+            assert segs.count() >= 1
+            # shaded by relevance: widths are fractions of the video, opacities follow the scores
+            shades = [float(segs.nth(i).evaluate("e => e.style.opacity")) for i in range(segs.count())]
+            assert all(0.1 <= o <= 1.0 for o in shades) and max(shades) == 1.0
+            assert first.locator(".strip").bounding_box()["width"] > 50  # type: ignore[index]
+            thumbs = first.locator(".frame-thumb")
+            assert thumbs.count() == 3
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.card .frame-thumb')]"
+                ".every(i => i.complete && i.naturalWidth > 0)",
+                timeout=30_000,
+            )
+            times = [float(thumbs.nth(i).get_attribute("data-t") or 0) for i in range(3)]
+            pick = max(range(3), key=lambda i: times[i])
+            target = times[pick]
+            start = float(first.get_attribute("data-start") or 0)
+            assert target > 0
+            thumbs.nth(pick).click()
+            page.wait_for_function(
+                """(t) => {
+                    const v = document.getElementById('player');
+                    return v && v.readyState >= 1 && v.currentTime >= t - 0.05 && v.currentTime < t + 2;
+                }""",
+                arg=target,
+                timeout=30_000,
+            )
+            now = page.evaluate("document.getElementById('player').currentTime")
+            assert target - 0.05 <= now < target + 2, (target, start, now)  # the frame, not the start
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser-strip.png"), full_page=True)
+        finally:
+            browser.close()
+
+
 def test_browser_upload_form_shows_job_progress(demo_server: Server, colour_videos: dict[str, Path]) -> None:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: scripts/test.sh installs it (apt-get install chromium)")
