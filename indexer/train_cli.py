@@ -163,6 +163,12 @@ def train(
             res = evaluate(trainer.model, cfg.val, cfg.cache_dir, cfg.workers)
             (Path(cfg.out_dir) / "val.json").write_text(json.dumps(res, indent=1) + "\n")
             typer.echo(format_table(res["results"]))
+        from indexer.plots import CURVES_FILE, training_curves_png
+
+        val_file = path.parent / "val.json"
+        val_res = json.loads(val_file.read_text()) if cfg.val and val_file.is_file() else None
+        curves = training_curves_png(path.parent / "log.jsonl", path.parent / CURVES_FILE, val_res)
+        typer.echo(f"training curves: {curves}")
 
 
 def eval_cmd(

@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from indexer.synthetic import generate_benchmark
 from model import read_checkpoint
@@ -68,6 +70,11 @@ def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Pa
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 11))
     assert all(r["clips_per_s"] > 0 and r["loss"] > 0 for r in log)
+    curves = tmp_path / "full" / "training-curves.png"  # beside model.pt (issue #10)
+    assert f"training curves: {curves}" in full.stdout
+    with Image.open(curves) as img:
+        assert img.format == "PNG" and img.size == (600, 400)
+        assert np.asarray(img.convert("L"), dtype=np.float32).std() > 10  # lines drawn, not blank
 
     run = tmp_path / "killed"
     proc = subprocess.Popen(
