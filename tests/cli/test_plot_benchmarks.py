@@ -22,7 +22,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(not (REPO / "bench" / "bench_search.py").exists(), reason="bench_search.py not in this tree")
+@pytest.mark.skipif(not (REPO / "bench" / "bench_search.py").exists(), reason="no bench_search.py")
 def test_plots_from_a_bench_run(tmp_path: Path) -> None:
     res = tmp_path / "search.json"
     bench = run(
