@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
-from .errors import InvalidInput, NotFound, NotReady, RangeNotSatisfiable, TooManyJobs
+from .errors import InvalidInput, NotFound, NotReady, RangeNotSatisfiable, TooManyJobs, TooManySearches
 from .jobs import JobStore, WorkItem
 from .library import IngestFailed, Library, VideoRecord, open_library
 from .media import ThumbnailError, jpeg_at
@@ -61,6 +61,7 @@ class Engine:
         self._worker: asyncio.Task[None] | None = None
         self._thumbs: OrderedDict[tuple[int, float], bytes] = OrderedDict()
         self._ingesting = False  # an item is in the ingest thread right now
+        self._searches = 0  # searches in flight (the event loop is the only writer: no lock)
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -148,10 +149,20 @@ class Engine:
         if req.top_k > limits.max_top_k:
             raise InvalidInput(f"top_k {req.top_k} exceeds the limit of {limits.max_top_k}")
         lib = self.lib
+        # admission: refuse at once over the limit rather than queue without bound on the pool
+        if self._searches >= limits.max_concurrent_searches:
+            raise TooManySearches(
+                f"{self._searches} searches in flight (limit {limits.max_concurrent_searches}); retry soon",
+                headers={"Retry-After": "1"},
+            )
+        self._searches += 1
         start = time.perf_counter()
-        hits, stages = await self._run(
-            lib.search, query, req.top_k, req.group_by_video, req.video_ids, req.min_score, req.explain
-        )
+        try:
+            hits, stages = await self._run(
+                lib.search, query, req.top_k, req.group_by_video, req.video_ids, req.min_score, req.explain
+            )
+        finally:
+            self._searches -= 1
         took = time.perf_counter() - start
         for stage, seconds in stages.items():
             self.metrics.search_stage_seconds.labels(stage).observe(seconds)

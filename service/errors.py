@@ -58,6 +58,10 @@ class TooManyJobs(ServiceError):
     status, code = 429, "too_many_jobs"
 
 
+class TooManySearches(ServiceError):
+    status, code = 429, "too_many_searches"
+
+
 class NotReady(ServiceError):
     status, code = 503, "not_ready"
 

@@ -16,6 +16,9 @@ class LimitSettings(BaseModel):
     max_upload_bytes: int = Field(2 * 1024**3, ge=1, description="largest single uploaded file (413 above)")
     max_items_per_job: int = Field(1000, ge=1, description="most paths/files in one ingest request (413)")
     max_active_jobs: int = Field(4, ge=1, description="unfinished ingest jobs at once (429 above)")
+    max_concurrent_searches: int = Field(
+        16, ge=1, description="searches in flight at once; more are refused at once (429 + Retry-After)"
+    )
 
 
 class ServiceSettings(IndexerSettings):

@@ -1,6 +1,7 @@
 """Load: 32 concurrent search clients in a second process while an ingestion job runs: zero
 failed requests, bounded latency (p50/p99 printed, recorded in docs/RELIABILITY.md); job overload
-answers 429 with Retry-After at once instead of queuing."""
+answers 429 with Retry-After at once instead of queuing; so does search overload
+(`limits.max_concurrent_searches`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -26,7 +28,8 @@ def test_searches_during_ingestion(
         "var_dir": str(tmp_path / "var"),
         "allowed_roots": [str(corpus[0].parent)],
         "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
-        "limits": {"max_active_jobs": 1},
+        # searches: room for every client here; the admission limit is tested below
+        "limits": {"max_active_jobs": 1, "max_concurrent_searches": 64},
         "window": 1.0,
         "stride": 1.0,
         "batch_size": 4,
@@ -75,3 +78,54 @@ def test_searches_during_ingestion(
     assert stats["failures"] == 0, stats
     assert stats["p99"] < 15.0, stats  # bounded: a loaded 2-core host, tiny model
     assert refuse_s < 2.0
+
+
+BURST = 24
+
+
+def test_search_overload_answers_429_fast(
+    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    settings = {
+        "index_dir": str(tmp_path / "index"),
+        "var_dir": str(tmp_path / "var"),
+        "allowed_roots": [str(corpus[0].parent)],
+        "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
+        "limits": {"max_concurrent_searches": 1},
+        "workers": 1,
+        "window": 1.0,
+        "stride": 1.0,
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    pid = zygote.serve(port, server_env(settings), log)
+
+    def one(i: int) -> tuple[int, float, str | None]:
+        t0 = time.perf_counter()
+        with httpx.Client(base_url=url, timeout=60) as c:
+            r = c.post("/v1/search", json={"query": f"a moving box {i}", "top_k": 5})
+        return r.status_code, time.perf_counter() - t0, r.headers.get("retry-after")
+
+    try:
+        wait_ready(url, pid, log)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            wait_job(c, c.post("/v1/ingest", json={"paths": [str(p) for p in corpus[:3]]}).json()["id"])
+        with ThreadPoolExecutor(BURST) as pool:
+            got = list(pool.map(one, range(BURST)))
+        with httpx.Client(base_url=url, timeout=60) as c:
+            after = c.post("/v1/search", json={"query": "a moving box"})  # the slot is free again
+    finally:
+        kill9(pid)
+    codes = [code for code, _, _ in got]
+    refused = [(s, ra) for code, s, ra in got if code == 429]
+    ok = [s for code, s, _ in got if code == 200]
+    print(
+        f"\nsearch overload: {BURST} at once, limit 1: {len(ok)} x 200, {len(refused)} x 429 "
+        f"(slowest 429 {max(s for s, _ in refused) * 1000:.0f} ms, slowest 200 {max(ok) * 1000:.0f} ms)"
+    )
+    assert set(codes) <= {200, 429}, codes
+    assert refused and ok, codes
+    assert all(ra is not None and int(ra) >= 1 for _, ra in refused)
+    assert max(s for s, _ in refused) < 5.0  # refused at admission, not after queuing
+    assert after.status_code == 200, after.text
