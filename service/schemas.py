@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
+
+# store ids are SQLite integers: larger values overflowed into a 500 (found by API fuzzing)
+VideoId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, description="free-text description of the moment")
     top_k: int = Field(10, ge=1, le=100, description="how many moments (or videos) to return")
     group_by_video: bool = Field(False, description="best moment per video only")
-    video_ids: list[int] | None = Field(None, description="restrict the search to these videos")
+    video_ids: list[VideoId] | None = Field(None, description="restrict the search to these videos")
     min_score: float | None = Field(None, description="drop results scoring below this")
     explain: bool = Field(False, description="add per-result explanations (matched frames, views)")
 

@@ -59,7 +59,7 @@ async def ingest(request: Request, eng: Engine = Depends(engine)) -> Job:
 
 @router.get("/jobs", response_model=JobPage, dependencies=[Depends(require_read_key)])
 async def list_jobs(
-    offset: int = Query(0, ge=0), limit: int = Query(20, ge=1), eng: Engine = Depends(engine)
+    offset: int = Query(0, ge=0, le=2**63 - 1), limit: int = Query(20, ge=1), eng: Engine = Depends(engine)
 ) -> JobPage:
     return await eng.list_jobs(offset, limit)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from ..engine import Engine
@@ -11,10 +14,13 @@ from .deps import engine, require_read_key, require_write_key
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
+# store ids are SQLite integers: larger ids overflowed into a 500 (found by API fuzzing)
+VideoIdPath = Annotated[int, PathParam(ge=0, le=2**63 - 1)]
+
 
 @router.get("", response_model=VideoPage, dependencies=[Depends(require_read_key)])
 async def list_videos(
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**63 - 1),
     limit: int = Query(50, ge=1),
     title: str | None = Query(None, description="case-insensitive substring of the title"),
     eng: Engine = Depends(engine),
@@ -23,12 +29,12 @@ async def list_videos(
 
 
 @router.get("/{video_id}", response_model=Video, dependencies=[Depends(require_read_key)])
-async def get_video(video_id: int, eng: Engine = Depends(engine)) -> Video:
+async def get_video(video_id: VideoIdPath, eng: Engine = Depends(engine)) -> Video:
     return await eng.get_video(video_id)
 
 
 @router.delete("/{video_id}", response_model=Deleted, dependencies=[Depends(require_write_key)])
-async def delete_video(video_id: int, eng: Engine = Depends(engine)) -> Deleted:
+async def delete_video(video_id: VideoIdPath, eng: Engine = Depends(engine)) -> Deleted:
     await eng.delete_video(video_id)
     return Deleted(id=video_id, deleted=True)
 
@@ -40,7 +46,7 @@ async def delete_video(video_id: int, eng: Engine = Depends(engine)) -> Deleted:
     dependencies=[Depends(require_read_key)],
 )
 async def thumbnail(
-    video_id: int,
+    video_id: VideoIdPath,
     t: float = Query(0.0, ge=0, description="seconds into the video"),
     eng: Engine = Depends(engine),
 ) -> Response:
@@ -58,7 +64,7 @@ async def thumbnail(
     },
     dependencies=[Depends(require_read_key)],
 )
-async def stream(request: Request, video_id: int, eng: Engine = Depends(engine)) -> FileResponse:
+async def stream(request: Request, video_id: VideoIdPath, eng: Engine = Depends(engine)) -> FileResponse:
     """The video file; honours HTTP Range so a browser can seek."""
     path, media_type = await eng.video_file(video_id)
     eng.check_range(request.headers.get("range"), path.stat().st_size)
