@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -54,7 +55,43 @@ def make_corpus(root: Path, good: Path) -> dict[str, Path]:
         ).read_bytes()
     )
     (root / "u.mp4").unlink()
+    out["8k"] = lavfi(
+        root / "8k.mp4",
+        *("-f", "lavfi", "-i", "testsrc=s=7680x4320:d=1:r=2", "-c:v", "libx264", "-preset", "ultrafast"),
+        *("-pix_fmt", "yuv420p"),
+    )
+    small = lavfi(root / "s.mp4", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1:r=4", "-pix_fmt", "yuv420p")
+    out["ten_hours"] = claim_ten_hours(small, root / "ten_hours.mp4")
+    small.unlink()
     return out
+
+
+def claim_ten_hours(src: Path, dst: Path) -> Path:
+    """A 2 kB mp4 whose sample table spreads its 4 frames over 10 hours (ffmpeg reports 10:00:00)."""
+    data = bytearray(src.read_bytes())
+    at = data.find(b"stts") + 4  # full box: version/flags, entry count, (sample count, delta)...
+    assert struct.unpack_from(">I", data, at + 4)[0] == 1, "expected one stts entry"
+    count = struct.unpack_from(">I", data, at + 8)[0]
+    md = data.find(b"mdhd") + 4
+    assert data[md] == 0, "expected a version-0 mdhd"
+    timescale = struct.unpack_from(">I", data, md + 12)[0]
+    struct.pack_into(">I", data, at + 12, 36_000 * timescale // count)
+    mv = data.find(b"mvhd") + 4  # the movie, track, media and edit-list durations claim it too
+    movie_scale = struct.unpack_from(">I", data, mv + 12)[0]
+    struct.pack_into(">I", data, mv + 16, 36_000 * movie_scale)
+    struct.pack_into(">I", data, data.find(b"tkhd") + 4 + 20, 36_000 * movie_scale)
+    struct.pack_into(">I", data, md + 16, 36_000 * timescale)
+    if data.find(b"elst") > 0:
+        struct.pack_into(">I", data, data.find(b"elst") + 4 + 8, 36_000 * movie_scale)
+    dst.write_bytes(data)
+    return dst
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
 
 
 def test_bad_videos_each_get_a_clear_outcome(
@@ -87,11 +124,22 @@ def test_bad_videos_each_get_a_clear_outcome(
                 assert outcome[n]["reason"], outcome[n]
             for n in ("vfr", "rotated", "unicode"):
                 assert outcome[n]["state"] == "done", outcome[n]
-            for n in ("truncated", "tiny_0.1s", "one_pixel"):  # either indexed or a clear reason
+            for n in ("truncated", "tiny_0.1s", "one_pixel", "8k", "ten_hours"):  # indexed or a reason
                 assert outcome[n]["state"] == "done" or outcome[n]["reason"], outcome[n]
             assert c.get("/healthz").status_code == 200
             assert c.post("/v1/search", json={"query": "a test pattern"}).status_code == 200
-            summary = {n: (it["state"], (it["reason"] or "")[:70]) for n, it in outcome.items()}
+            summary = {n: (it["state"], (it["reason"] or "")[:90]) for n, it in outcome.items()}
+            for n in ("8k", "ten_hours"):  # what an odd video that indexes is stored as
+                if outcome[n]["state"] == "done":
+                    v = c.get(f"/v1/videos/{outcome[n]['video_id']}").json()
+                    summary[n] = (
+                        "done",
+                        f"{v['width']}x{v['height']}, {v['duration']:.0f} s, {v['clips']} clips",
+                    )
+            # decode never buffers a whole video: the 8K frames and the 10-hour claim stay cheap
+            peak = peak_rss_mib(pid)
     finally:
         kill9(pid)
     print("\nbad videos:", "\n".join(f"  {n}: {s}" for n, s in summary.items()), sep="\n")
+    print(f"  server peak RSS {peak:.0f} MiB")
+    assert peak < 2048, peak
