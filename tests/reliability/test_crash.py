@@ -88,8 +88,10 @@ def test_kill9_during_cli_add(zygote: Zygote, corpus: list[Path], tiny_ckpt: Pat
         was_running = pid_alive(pid)
         kill9(pid)
         acked = acked_lines(log)
-        if index.exists():  # killed before the store was created: nothing to check
+        if (index / "manifest.json").exists():
             check_store(index, acked)
+        else:  # killed before the store's commit point (its manifest): the store does not exist yet
+            assert not acked, "a video was acknowledged before the store existed"
         outcomes.append((round(delay, 2), was_running, len(acked)))
         # the rerun completes the rest, skipping what is already stored
         pid = cli_add(zygote, corpus_dir, index, tiny_ckpt, tmp_path / f"rerun{trial}.log")
