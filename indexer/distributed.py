@@ -45,6 +45,7 @@ from .ingest import (
     IngestLimits,
     IngestProgress,
     IngestResult,
+    check_model_fits,
     clip_windows,
     encode_clips,
     prepare_video,
@@ -253,8 +254,7 @@ class RayIngestor:
     ) -> None:
         """checkpoint: the model's file (default: the one the store records); workers load it.
         encoder_cls: a ClipEncoder subclass to run instead (another runtime; fault injection)."""
-        if model.num_video_vectors != store.vectors_per_clip or model.dim != store.dim:
-            raise StoreError("the model's video sets do not fit this store")
+        check_model_fits(store, model)
         clip_windows(window + stride, window, stride)  # validates window/stride early
         if checkpoint is None:
             checkpoint = store.identity.get("checkpoint_path")

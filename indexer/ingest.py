@@ -246,6 +246,12 @@ def encode_clips(model: Any, clips: np.ndarray) -> np.ndarray:
     return vecs.float().cpu().numpy().astype(np.float16)
 
 
+def check_model_fits(store: Store, model: Any) -> None:
+    """The model's video sets must have the store's rows per clip and dimension."""
+    if model.num_video_vectors != store.vectors_per_clip or model.dim != store.dim:
+        raise StoreError("the model's video sets do not fit this store")
+
+
 class Ingestor:
     def __init__(
         self,
@@ -258,8 +264,7 @@ class Ingestor:
         queue_size: int = 2,
         decode_workers: int | None = None,
     ) -> None:
-        if model.num_video_vectors != store.vectors_per_clip or model.dim != store.dim:
-            raise StoreError("the model's video sets do not fit this store")
+        check_model_fits(store, model)
         clip_windows(window + stride, window, stride)  # validates window/stride early
         self.store = store
         self.model = model
