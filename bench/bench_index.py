@@ -291,6 +291,9 @@ def bench_synthetic(args: argparse.Namespace) -> None:
         )
         print("|---|---|---|---|---|---|")
         recall_table(store, queries, args.k, store.stats().index["type"])
+        for kind in args.rebuild:
+            store.rebuild_index(kind)
+            recall_table(store, queries, args.k, kind)
         store.close()
 
 

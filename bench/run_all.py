@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -124,13 +125,32 @@ def ingest_table(configs: list[str], videos: int, seconds: float) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("|")]
 
 
-def section(res: dict, http: dict, ingest: list[str], cmd: str, mach: str, wall: float) -> str:
-    enc = res["encode"]
+def search_tables(res: dict) -> list[str]:
     rows = [bench_search.Row(**r) for r in res["rows"]]
+    lines = [*bench_search.table(rows), ""]
+    lines += [
+        "| store | clips | first stage | disk B/clip | FAISS B/clip (RAM) | build s "
+        "| exact reference s (queries) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in res["memory"].items():
+        lines.append(
+            f"| {name} | {int(m['clips']):,} | {m.get('index', '')} | {m['disk_bytes_per_clip']:.0f} | "
+            f"{m['faiss_bytes_per_clip']:.0f} | {m['build_s']:.1f} | {m['reference_s']:.1f} "
+            f"({m.get('reference_queries', res['args']['queries'])}) |"
+        )
+    return lines
+
+
+def section(parts: dict[str, dict], cmd: str, wall: float) -> str:
+    res, big, http, ingest = parts["search"], parts["million"], parts["http"], parts["ingest"]
+    enc = res["encode"]
+    ran = "; ".join(f"{name}: {p['machine']}, {p['wall_s'] / 60:.1f} min" for name, p in parts.items())
     lines = [
         "## Search scaling and the suite (`bench/run_all.py`)",
         "",
-        f"Command: `{cmd}` (wall {wall / 60:.1f} min). Machine: {mach}. "
+        f"Command: `{cmd}` (wall {wall / 60:.1f} min for the parts run now). Each part, where and when "
+        f"it ran: {ran}. "
         "Search stores are random unit vectors in ViT-B/32's shapes (D=512, T+K=20 float16 rows "
         "per clip, memory-mapped), written through the store API. *clustered* = each clip drawn "
         "around one of up to 2,000 topic centres (~50 clips per centre), queries built from a stored "
@@ -142,17 +162,12 @@ def section(res: dict, http: dict, ingest: list[str], cmd: str, mach: str, wall:
         f"Query encoding ({enc['config']}, random weights, 1 thread): p50 {enc['p50_ms']:.1f} ms, "
         f"p95 {enc['p95_ms']:.1f} ms.",
         "",
-        *bench_search.table(rows),
+        *search_tables(res),
         "",
-        "| store | clips | disk B/clip | FAISS B/clip (RAM) | build s | exact reference s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, m in res["memory"].items():
-        lines.append(
-            f"| {name} | {int(m['clips']):,} | {m['disk_bytes_per_clip']:.0f} | "
-            f"{m['faiss_bytes_per_clip']:.0f} | {m['build_s']:.1f} | {m['reference_s']:.1f} |"
-        )
-    lines += [
+        f"Large store (`bench_search.py {' '.join(big['argv'])}`): the store chooses and upgrades its "
+        "own index as it grows, as ingestion does; recall over the queries with an exact reference:",
+        "",
+        *search_tables(big),
         "",
         f"Over HTTP ({http['config']} text tower, random weights; {http['clips']:,} clustered clips, "
         f"global index, the service's default Searcher; {http['queries']} sequential queries, "
@@ -165,56 +180,92 @@ def section(res: dict, http: dict, ingest: list[str], cmd: str, mach: str, wall:
         "",
         "Ingestion (`bench/bench_index.py ingest`, one decode thread; encoder-only = the ceiling):",
         "",
-        *ingest,
+        *ingest["table"],
     ]
     return "\n".join(lines)
 
 
 def write_section(doc: Path, text: str) -> None:
     old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{text}\n{END}\n"
-    if BEGIN in old and END in old:
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in old and END in old:  # replace the block only; what follows it stays byte for byte
         head, rest = old.split(BEGIN, 1)
-        new = head + block + rest.split(END, 1)[1].lstrip("\n")
+        new = head + block + rest.split(END, 1)[1]
     else:
-        new = old.rstrip("\n") + "\n\n" + block
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
     tmp = doc.with_name(f".{doc.name}.tmp")
     tmp.write_text(new)
     os.replace(tmp, doc)
+
+
+# each part's arguments; a part's JSON in --work is reused, so a long suite can be resumed
+FULL_SEARCH = ["--sizes", "1000", "10000", "100000", "--queries", "100", "--k", "32", "64",
+               "--exhaustive-budget", "300000"]  # fmt: skip
+FULL_MILLION = ["--dists", "clustered", "--sizes", "1000000", "--queries", "100", "--reference-queries", "20",
+                "--k", "32", "64", "--exhaustive-budget", "0", "--exhaustive-min", "1", "--token-max", "0",
+                "--auto-index", "--encode-queries", "3"]  # fmt: skip
+SMOKE_SEARCH = ["--sizes", "200", "1000", "--queries", "10", "--k", "32", "--encode-config", "t2v-tiny",
+                "--encode-queries", "5", "--exhaustive-budget", "3000", "--token-max", "1000",
+                "--ivf-from", "1000"]  # fmt: skip
+SMOKE_MILLION = ["--dists", "clustered", "--sizes", "2000", "--queries", "10", "--reference-queries", "5",
+                 "--k", "32", "--exhaustive-budget", "0", "--exhaustive-min", "1", "--token-max", "0",
+                 "--auto-index", "--encode-config", "t2v-tiny", "--encode-queries", "2"]  # fmt: skip
+
+
+def run_part(work: Path, name: str, fn: Any) -> dict:
+    """Run one part (or reuse its saved result) and save it with when, where and how long."""
+    path = work / f"{name}.json"
+    if path.exists():
+        print(f"[run_all] {name}: reusing {path}", flush=True)
+        return dict(json.loads(path.read_text()))
+    print(f"[run_all] {name}: running", flush=True)
+    mach, t0 = machine(), time.perf_counter()
+    out = dict(fn())
+    out.update(machine=mach, wall_s=time.perf_counter() - t0)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(out, indent=1))
+    os.replace(tmp, path)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="reduced sizes (< 3 minutes)")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
-    ap.add_argument("--search-json", default=None, help="reuse a bench_search.py --out result")
+    ap.add_argument("--work", default=None, help="keep each part's JSON here and reuse it on a rerun")
+    ap.add_argument("--dir", default=None, help="where the benchmark stores go (1M clips: 23 GB)")
     ap.add_argument("--json", default=None, help="also write every figure as JSON here")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    mach = machine()
     cmd = "python bench/run_all.py" + (" --smoke" if args.smoke else "")
-    if args.search_json:
-        res = json.loads(Path(args.search_json).read_text())
-    elif args.smoke:
-        res = bench_search.main(
-            ["--sizes", "200", "1000", "--queries", "10", "--k", "32", "--encode-config", "t2v-tiny",
-             "--encode-queries", "5", "--exhaustive-budget", "3000", "--token-max", "1000",
-             "--ivf-from", "1000"]
-        )  # fmt: skip
-    else:
-        res = bench_search.main(["--sizes", "1000", "10000", "100000", "--queries", "100"])
+    search_argv, million_argv = (SMOKE_SEARCH, SMOKE_MILLION) if args.smoke else (FULL_SEARCH, FULL_MILLION)
+    store_dir = ["--dir", args.dir] if args.dir else []
+
+    def search_part(argv: list[str]) -> Any:
+        return lambda: {**bench_search.main(argv + store_dir), "argv": argv}
+
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work) if args.work else Path(tmp) / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        parts = {
+            "search": run_part(work, "search", search_part(search_argv)),
+            "million": run_part(work, "million", search_part(million_argv)),
+        }
         if args.smoke:
-            http = http_latency(Path(tmp), "t2v-tiny", 300, 10)
-            ingest = ingest_table(["t2v-tiny"], 1, 10)
+            parts["http"] = run_part(work, "http", lambda: http_latency(Path(tmp), "t2v-tiny", 300, 10))
+            parts["ingest"] = run_part(work, "ingest", lambda: {"table": ingest_table(["t2v-tiny"], 1, 10)})
         else:
-            http = http_latency(Path(tmp), "t2v-vit-b-32", 100_000, 100)
-            ingest = ingest_table(["t2v-tiny", "t2v-vit-b-32"], 2, 20)
+            parts["http"] = run_part(
+                work, "http", lambda: http_latency(Path(tmp), "t2v-vit-b-32", 100_000, 100)
+            )
+            parts["ingest"] = run_part(
+                work, "ingest", lambda: {"table": ingest_table(["t2v-tiny", "t2v-vit-b-32"], 2, 20)}
+            )
     wall = time.perf_counter() - t0
-    text = section(res, http, ingest, cmd, mach, wall)
+    text = section(parts, cmd, wall)
     write_section(Path(args.doc), text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"search": res, "http": http, "ingest": ingest}, indent=1))
+        Path(args.json).write_text(json.dumps(parts, indent=1))
     print(text)
 
 

@@ -361,7 +361,13 @@ def verify(index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_
 @index_app.command("compact")
 def compact(
     index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
-    index_type: str | None = typer.Option(None, help="force 'flat', 'ivf' or 'hnsw' (default: by size)"),
+    index_type: str | None = typer.Option(
+        None,
+        help="pin the first-stage FAISS index: 'flat' (every row, exact), 'global' (one pooled vector "
+        "per clip, exact), 'global-ivf' (pooled, inverted lists), 'ivf' or 'hnsw' (every row). "
+        "Default: by size - 'flat' while rows x D <= 2^27, then 'global-ivf', retrained as the store "
+        "grows 4x",
+    ),
 ) -> None:
     """Drop deleted clips from disk and rebuild the FAISS index."""
     store = _open(_index_dir(index, _settings()))

@@ -393,7 +393,8 @@ class Store:
         """Open (or with create=True, create) the store at `path`.
 
         identity: from `store_identity(model)`; when given it must match the store's model
-        (ModelMismatchError otherwise). index_type: force 'flat'|'ivf'|'hnsw' for a new store.
+        (ModelMismatchError otherwise). index_type: pin one of vector_index.INDEX_TYPES for a new
+        store (default: chosen by size, `vector_index.auto_kind`, and replaced as the store grows).
         """
         root = Path(path)
         finish_swap(root)
@@ -449,7 +450,7 @@ class Store:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
         finally:
             db.close()
-        spec = vi.choose_spec(0, index_type, int(identity["dim"]))
+        spec = vi.choose_spec(0, int(identity["vectors_per_clip"]), int(identity["dim"]), index_type)
         now = time.time()
         manifest = {
             "format": FORMAT,
@@ -548,10 +549,20 @@ class Store:
             if version == self._data_version and self._index is not None:
                 return
             generation = int(self._sql("SELECT value FROM meta WHERE key='generation'")[0][0])
-            if generation != self._generation or self._index is None:
+            if generation != self._generation or self._index is None or self._index_changed_elsewhere():
                 self._load_generation(generation)
             self._catch_up()
             self._data_version = version
+
+    def _index_changed_elsewhere(self) -> bool:
+        """Another process replaced the index (an automatic upgrade or a rebuild): its manifest is
+        newer than ours and names another index. Checked only after someone committed."""
+        try:
+            disk = self._read_manifest(self.root)
+        except StoreError:
+            return False
+        newer = float(disk.get("updated_at", 0)) > float(self._manifest.get("updated_at", 0))
+        return newer and vi.IndexSpec.from_dict(disk["index"]) != self._spec
 
     def _load_generation(self, generation: int) -> None:
         self._manifest = self._read_manifest(self.root)
@@ -570,16 +581,19 @@ class Store:
                 index = vi.read(path, self._spec)
             except RuntimeError:
                 index = None  # unreadable (torn by a crash): rebuilt below from the matrices
-        if index is None or index.d != self.dim:
+        if index is None or index.d != self.dim or not vi.matches(index, self._spec):
             index = self._fresh_index()
         self._index = index
 
-    def _fresh_index(self, spec: vi.IndexSpec | None = None) -> Any:
+    def _fresh_index(self, spec: vi.IndexSpec | None = None, train: np.ndarray | None = None) -> Any:
         spec = spec or self._spec
-        train = None
-        if spec.type in ("ivf", "global-ivf"):
-            train = self._training_sample(max(spec.nlist * 40, 10_000), vi.is_pooled(spec))
+        if train is None and spec.type in ("ivf", "global-ivf"):
+            train = self._training_sample(self._training_size(spec), vi.is_pooled(spec))
         return vi.build_index(spec, self.dim, train)
+
+    @staticmethod
+    def _training_size(spec: vi.IndexSpec) -> int:
+        return max(spec.nlist * 40, 10_000)
 
     def _training_sample(self, n: int, pooled: bool = False) -> np.ndarray:
         ids = [r[0] for r in self._sql("SELECT id FROM clips ORDER BY id")]
@@ -836,6 +850,7 @@ class Store:
             self._dirty = True
             self._data_version = -1
             self.refresh()
+            self._maybe_upgrade()
             return ids
 
     def _segment_for(self, n_clips: int) -> tuple[int | None, str, int]:
@@ -880,42 +895,67 @@ class Store:
             return len(clip_ids)
 
     def flush(self) -> None:
-        """Persist the FAISS index (atomically) and the manifest's counts; rebuilds the index as
-        IVF once it outgrows a flat scan (unless the index type was pinned at creation).
+        """Persist the FAISS index (atomically) and the manifest's counts.
 
         Searches keep running meanwhile: the write lock (held here) stops every commit, so the
-        index cannot change while it is rebuilt or written outside the in-memory lock."""
+        index cannot change while it is written outside the in-memory lock."""
         with self._writing():
-            with self._lock:
-                rows = self._clips.n * self.vectors_per_clip
-                upgrade = (
-                    self._spec.type == "flat"
-                    and not vi.flat_is_enough(rows, self.dim)
-                    and not self._manifest.get("index_pinned", False)
-                )
-                ids = self._clips.ids.copy()
-            if upgrade:
-                spec = vi.choose_spec(rows, dim=self.dim)
-                new_index = self._fresh_index(spec)
-                for start in range(0, len(ids), 4096):
-                    chunk = ids[start : start + 4096]
-                    vi.add_clips(new_index, chunk, self.matrices(chunk), vi.is_pooled(spec))
-                with self._lock:
-                    self._spec = spec
-                    self._manifest["index"] = spec.to_dict()
-                    self._index = new_index
-                    self._dirty = True
-            with self._lock:
-                dirty, index, generation = self._dirty, self._index, self._generation
-                self._dirty = False
-            try:
-                if dirty:
-                    vi.write_atomic(index, self._index_file(generation))
-            except BaseException:
-                self._dirty = True
-                raise
-            with self._lock:
-                self._write_manifest()
+            self._maybe_upgrade()
+            self._persist_index()
+
+    def _persist_index(self) -> None:
+        """Under the write lock: the index file (when changed), then the manifest."""
+        with self._lock:
+            dirty, index, generation = self._dirty, self._index, self._generation
+            self._dirty = False
+        try:
+            if dirty:
+                vi.write_atomic(index, self._index_file(generation))
+        except BaseException:
+            self._dirty = True
+            raise
+        with self._lock:
+            self._write_manifest()
+
+    def _index_over(self, spec: vi.IndexSpec, ids: np.ndarray) -> Any:
+        """A new index of type `spec` holding clips `ids` (read back from the matrices, or for a
+        pooled -> pooled rebuild from the current index's own vectors)."""
+        if vi.is_pooled(spec) and vi.is_pooled(self._spec) and self._index is not None:
+            have, vectors = vi.pooled_vectors(self._index)
+            if len(have) == len(ids) and np.array_equal(np.sort(have), np.sort(ids)):
+                rng = np.random.default_rng(0)
+                n = min(len(have), self._training_size(spec))
+                train = vectors[np.sort(rng.choice(len(have), size=n, replace=False))]
+                index = self._fresh_index(spec, train if spec.type == "global-ivf" else None)
+                index.add_with_ids(vectors, have)
+                return index
+        index = self._fresh_index(spec)
+        for start in range(0, len(ids), 4096):
+            chunk = ids[start : start + 4096]
+            vi.add_clips(index, chunk, self.matrices(chunk), vi.is_pooled(spec))
+        return index
+
+    def _install_index(self, spec: vi.IndexSpec, index: Any, pinned: bool) -> None:
+        with self._lock:
+            self._spec = spec
+            self._manifest["index"] = spec.to_dict()
+            self._manifest["index_pinned"] = pinned
+            self._index = index
+            self._dirty = True
+
+    def _maybe_upgrade(self) -> None:
+        """Under the write lock, after a commit: replace an automatically chosen index the store
+        has outgrown (flat past its size -> global-ivf; IVF lists trained on under a quarter of
+        today's clips), and persist it at once so other processes switch too."""
+        if self._manifest.get("index_pinned", False):
+            return
+        with self._lock:
+            ids = self._clips.ids.copy()
+        if not vi.needs_rebuild(self._spec, len(ids), self.vectors_per_clip, self.dim):
+            return
+        spec = vi.choose_spec(len(ids), self.vectors_per_clip, self.dim)
+        self._install_index(spec, self._index_over(spec, ids), pinned=False)
+        self._persist_index()
 
     def rebuild_index(self, index_type: str) -> dict[str, Any]:
         """Rebuild the FAISS index as `index_type` from the stored matrices (pinned from then on);
@@ -923,19 +963,9 @@ class Store:
         with self._writing():
             with self._lock:
                 ids = self._clips.ids.copy()
-            per_clip = 1 if index_type in vi.GLOBAL_TYPES else self.vectors_per_clip
-            spec = vi.choose_spec(len(ids) * per_clip, index_type, self.dim)
-            new_index = self._fresh_index(spec)
-            for start in range(0, len(ids), 4096):
-                chunk = ids[start : start + 4096]
-                vi.add_clips(new_index, chunk, self.matrices(chunk), vi.is_pooled(spec))
-            with self._lock:
-                self._spec = spec
-                self._manifest["index"] = spec.to_dict()
-                self._manifest["index_pinned"] = True
-                self._index = new_index
-                self._dirty = True
-        self.flush()
+            spec = vi.choose_spec(len(ids), self.vectors_per_clip, self.dim, index_type)
+            self._install_index(spec, self._index_over(spec, ids), pinned=True)
+            self._persist_index()
         return spec.to_dict()
 
     def _write_manifest(self) -> None:
@@ -1009,9 +1039,9 @@ class Store:
                         cur.execute("ROLLBACK")
                         raise
                 # 3. derived: new index for the new generation, then drop the old files
-                pooled = index_type in vi.GLOBAL_TYPES
-                rows = len(live) * (1 if pooled else self.vectors_per_clip)
-                self._manifest["index"] = vi.choose_spec(rows, index_type, self.dim).to_dict()
+                self._manifest["index"] = vi.choose_spec(
+                    len(live), self.vectors_per_clip, self.dim, index_type
+                ).to_dict()
                 if index_type is not None:
                     self._manifest["index_pinned"] = True
                 _write_json_atomic(self.root / MANIFEST, self._manifest)

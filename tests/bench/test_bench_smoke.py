@@ -25,6 +25,8 @@ def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
         str(doc),
         "--json",
         str(out),
+        "--work",
+        str(tmp_path / "work"),
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -54,9 +56,20 @@ def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
             assert r["candidates"] == r["clips"] and r["recall10"] == 1.0
     http = figures["http"]
     assert 0 < http["http_p50"] <= http["http_p95"] and 0 < http["inproc_p50"]
-    assert any(line.startswith("| t2v-tiny") for line in figures["ingest"])
-    # every two-stage row of the JSON is in the markdown table
+    assert any(line.startswith("| t2v-tiny") for line in figures["ingest"]["table"])
+    # the large-store part: the store picked its own index; recall over its 5 referenced queries
+    big = figures["million"]["rows"]
+    assert [r["clips"] for r in big] == [2000] * len(big) and len(big) == 2
+    assert big[1]["recall_queries"] == 5 and big[1]["queries"] == 10 and big[1]["recall10"] >= 0.5
+    assert "(5 q)" in text
+    # every row of the JSON is in the markdown tables
     table_rows = [line for line in text.splitlines() if re.match(r"\| (clustered|isotropic) \|", line)]
-    assert len(table_rows) == len(rows)
+    assert len(table_rows) == len(rows) + len(big)
+    # a rerun with the same --work reuses every part (a long suite resumes after an interruption)
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("reusing") == 4 and doc.read_text() == text.replace(
+        text.split("(wall ")[1].split(" min")[0], again.stdout.split("(wall ")[1].split(" min")[0], 1
+    )
     for name, mem in figures["search"]["memory"].items():
         assert mem["disk_bytes_per_clip"] >= 20 * 512 * 2, name  # the float16 matrices at least

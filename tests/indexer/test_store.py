@@ -298,7 +298,9 @@ def test_reader_survives_compaction_by_another_writer(tmp_path: Path) -> None:
     reader.close()
 
 
-def test_flush_upgrades_a_grown_flat_index_to_ivf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flush_upgrades_a_grown_flat_index_to_global_ivf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from indexer import vector_index
 
     rng = np.random.default_rng(11)
@@ -309,12 +311,69 @@ def test_flush_upgrades_a_grown_flat_index_to_ivf(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 200 * NV * D - 1)  # now too big for flat
     store.flush()
     stats = store.stats()
-    assert stats.index["type"] == "ivf" and stats.index_vectors == 200 * NV
+    # one pooled vector per clip, not every row: RAM per clip stays D floats at any size
+    assert stats.index["type"] == "global-ivf" and stats.index_vectors == 200
+    assert stats.index["trained_clips"] == 200
     assert store.verify().ok
     ids = store.live_clip_ids([vids[7]])
     q = TextSets(vectors=torch.from_numpy(store.matrices(ids[:1]).astype(np.float32)[:, :3]),
                  mask=torch.ones(1, 3, dtype=torch.bool))  # fmt: skip
     assert Searcher(store).search(q, top_k=1).moments[0].clip_id == int(ids[0])
     store.close()
-    with Store.open(tmp_path, identity()) as again:  # the saved index is the IVF one
-        assert again.stats().index["type"] == "ivf" and again.verify().ok
+    with Store.open(tmp_path, identity()) as again:  # the saved index is the new one
+        assert again.stats().index["type"] == "global-ivf" and again.verify().ok
+
+
+def test_growing_store_switches_and_retrains_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingestion alone (no flush, no command) moves a growing store off the flat index, retrains
+    the IVF lists after 4x growth, and a reader opened before the switch follows it."""
+    from indexer import vector_index
+
+    monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 20 * NV * D)  # flat up to 20 clips
+    rng = np.random.default_rng(12)
+    writer = Store.open(tmp_path, identity(), create=True)
+    reader = Store.open(tmp_path)
+    for i in range(10):
+        add(writer, rng, i, clips=2)
+    assert writer.stats().index["type"] == "flat" and reader.stats().index["type"] == "flat"
+    add(writer, rng, 10, clips=2)  # 22 clips: past flat
+    first = writer.stats().index
+    assert first["type"] == "global-ivf" and first["trained_clips"] == 22
+    add(writer, rng, 11, clips=2)  # the reader notices at the next commit it sees
+    assert reader.stats().index == writer.stats().index and reader.stats().index_vectors == 24
+    for i in range(12, 45):
+        add(writer, rng, i, clips=2)  # 90 clips > 4 x 22: lists retrained for today's size
+    grown = writer.stats().index
+    assert grown["type"] == "global-ivf" and grown["trained_clips"] == 90
+    assert reader.stats().index == grown and reader.stats().index_vectors == 90 and reader.verify().ok
+    writer.close()
+    reader.close()
+    # pinned at creation: never replaced
+    pinned = Store.open(tmp_path / "pinned", identity(), create=True, index_type="flat")
+    for i in range(15):
+        add(pinned, rng, 100 + i, clips=2)
+    assert pinned.stats().index["type"] == "flat"
+    pinned.close()
+
+
+def test_pooled_rebuild_reuses_the_index_vectors(tmp_path: Path) -> None:
+    """global -> global-ivf -> global rebuilds read the pooled vectors back from FAISS; the result
+    equals pooling the matrices again."""
+    from indexer import vector_index
+
+    rng = np.random.default_rng(13)
+    store = Store.open(tmp_path, identity(), create=True, index_type="global")
+    for i in range(60):
+        add(store, rng, i, clips=2)
+    ids = store.live_clip_ids()
+    expect = vector_index.pool(store.matrices(ids))
+    for kind in ("global-ivf", "global"):
+        store.rebuild_index(kind)
+        got_ids, got = vector_index.pooled_vectors(store._index)
+        order = np.argsort(got_ids)
+        assert np.array_equal(got_ids[order], ids) and store.stats().index["type"] == kind
+        np.testing.assert_allclose(got[order], expect, atol=1e-6)
+    assert store.verify().ok
+    store.close()
