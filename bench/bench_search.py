@@ -258,13 +258,14 @@ def bench_size(
     if clips <= args.token_max:
         # the token-level first stage (every row in FAISS) for the comparison the SPEC asks for
         store.rebuild_index("flat")
+        n_tok = min(len(queries), args.token_queries or len(queries))
         for k in args.k[-1:]:
             m = run_searches(Searcher(store, candidates_per_vector=k, max_candidates=args.max_candidates),
-                             queries, top)  # fmt: skip
+                             queries[:n_tok], top[:n_tok])  # fmt: skip
             rows.append(
-                Row(dist, clips, f"flat token-level (every row), {k} hits/vector", len(queries),
+                Row(dist, clips, f"flat token-level (every row), {k} hits/vector", n_tok,
                     m["candidates"], m["cand_ms"], m["rerank_ms"], m["p50"], m["p95"], m["recall"],
-                    ex50 / m["p50"])
+                    ex50 / m["p50"], min(n_tok, n_ref))
             )  # fmt: skip
         store.rebuild_index(index_type or "flat")
     stats = store.stats()
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--k", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--max-candidates", type=int, default=512)
     ap.add_argument("--ivf-from", type=int, default=50_000, help="global-ivf from this many clips")
+    ap.add_argument("--token-queries", type=int, default=0, help="queries for it (0: all)")
     ap.add_argument("--token-max", type=int, default=10_000, help="token-level comparison up to here")
     ap.add_argument("--exhaustive-min", type=int, default=3, help="baseline queries at least")
     ap.add_argument("--reference-queries", type=int, default=0, help="recall over this many (0: all)")

@@ -920,7 +920,10 @@ class Store:
     def _index_over(self, spec: vi.IndexSpec, ids: np.ndarray) -> Any:
         """A new index of type `spec` holding clips `ids` (read back from the matrices, or for a
         pooled -> pooled rebuild from the current index's own vectors)."""
-        if vi.is_pooled(spec) and vi.is_pooled(self._spec) and self._index is not None:
+        # 8-bit codes decode approximately: fine to re-encode into another 8-bit index (a stage-1
+        # proposal), not to become the vectors of an exact one
+        lossless = self._spec.codec != "sq8" or spec.codec == "sq8"
+        if vi.is_pooled(spec) and vi.is_pooled(self._spec) and self._index is not None and lossless:
             have, vectors = vi.pooled_vectors(self._index)
             if len(have) == len(ids) and np.array_equal(np.sort(have), np.sort(ids)):
                 rng = np.random.default_rng(0)

