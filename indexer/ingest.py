@@ -15,7 +15,6 @@ content hash) is reported as a duplicate, which is what makes an interrupted run
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import queue
 import threading
@@ -347,8 +346,15 @@ class Ingestor:
                 for f in in_flight:
                     f.cancel()
         finally:
-            with contextlib.suppress(queue.Full):
-                out.put(None, timeout=5)
+            # the end marker must arrive however long the consumer's current batch takes (a
+            # ViT-B/32 batch on CPU takes seconds); only a consumer that has stopped needs none
+            while True:
+                try:
+                    out.put(None, timeout=0.2)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        break
 
     # ------------------------------------------------------------ encode side (caller's thread)
     def _encode(self, batch: list[tuple[_Prepared, int]]) -> None:

@@ -54,8 +54,10 @@ def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
     for r in rows:
         if r["method"].startswith("exhaustive"):
             assert r["candidates"] == r["clips"] and r["recall10"] == 1.0
-    http = figures["http"]
-    assert 0 < http["http_p50"] <= http["http_p95"] and 0 < http["inproc_p50"]
+    (http,) = figures["http"]["sizes"]
+    assert http["clips"] == 300 and 0 < http["http_p50"] <= http["http_p95"] and 0 < http["inproc_p50"]
+    # frame extraction against the CLIP4Clip-style baseline, one video
+    assert any(line.startswith("| v0.mp4") for line in figures["extract"]["table"])
     assert any(line.startswith("| t2v-tiny") for line in figures["ingest"]["table"])
     # the large-store part: the store picked its own index; recall over its 5 referenced queries
     big = figures["million"]["rows"]
@@ -68,7 +70,7 @@ def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
     # a rerun with the same --work reuses every part (a long suite resumes after an interruption)
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("reusing") == 4 and doc.read_text() == text.replace(
+    assert again.stdout.count("reusing") == 5 and doc.read_text() == text.replace(
         text.split("(wall ")[1].split(" min")[0], again.stdout.split("(wall ")[1].split(" min")[0], 1
     )
     for name, mem in figures["search"]["memory"].items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -71,4 +72,31 @@ def test_parallel_decoders_keep_input_order_for_duplicates(model: torch.nn.Modul
     }  # fmt: skip
     assert "red.mp4" in by_name["z_copy_of_red.mp4"].reason
     assert store.count_videos() == 3 and store.verify().ok
+    store.close()
+
+
+def test_slow_encoder_does_not_hang_the_run(
+    model: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that encodes for longer than the decoder waits (ViT-B/32 on CPU: ~9 s per batch)
+    while the queue is full must not lose the end-of-input marker (it once did after 5 s, and the
+    run then waited forever)."""
+    videos = [colour_video(tmp_path / f"{c}.mp4", c, 2) for c in ("red", "green", "blue")]
+    store = Store.open(tmp_path / "idx", store_identity(model), create=True)
+    ing = Ingestor(store, model, window=2, stride=1, batch_size=1, queue_size=1, decode_workers=1)
+    encode, calls = ing._encode, []
+
+    def slow_second(batch: list) -> None:  # type: ignore[type-arg]
+        calls.append(1)
+        if len(calls) == 2:
+            time.sleep(6.5)  # the last video and the end marker queue up meanwhile
+        encode(batch)
+
+    monkeypatch.setattr(ing, "_encode", slow_second)
+    out: list = []  # type: ignore[type-arg]
+    worker = threading.Thread(target=lambda: out.extend(ing.ingest_many(videos)), daemon=True)
+    worker.start()
+    worker.join(timeout=90)
+    assert not worker.is_alive(), "ingest_many never returned"
+    assert [r.status for r in out] == ["done"] * 3 and store.stats().videos == 3
     store.close()
