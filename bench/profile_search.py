@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def classify(stack: list[str]) -> str:
     for part, marks in PARTS:
         if any(m in frame and ("indexer" in frame or "model" in frame) for frame in stack for m in marks):
             return part
-    return "other (loop, Python overhead)"
+    return "other (final sort, result assembly, Python)"
 
 
 def summarise(raw: Path) -> collections.Counter[str]:
@@ -84,10 +83,8 @@ def main(argv: list[str] | None = None) -> collections.Counter[str]:
         cmd = [spy, "record", "--pid", str(os.getpid()), "--native", "--format", "raw", "--rate",
                str(args.rate), "--duration", str(args.seconds), "--output", str(raw)]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        done = threading.Event()
-        threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
         n, totals = 0, []
-        while not done.is_set():
+        while proc.poll() is None:  # polled here: a waiting thread would be sampled as busy
             r = searcher.search(queries[n % len(queries)], top_k=10)
             totals.append(r.timings_ms["total"])
             n += 1
@@ -95,6 +92,8 @@ def main(argv: list[str] | None = None) -> collections.Counter[str]:
             err = proc.stderr.read() if proc.stderr else ""
             raise SystemExit(f"py-spy failed ({proc.returncode}): {err}")
         parts = summarise(raw)
+        if os.environ.get("T2V_PROFILE_KEEP"):
+            shutil.copy(raw, os.environ["T2V_PROFILE_KEEP"])
         store.close()
     total = sum(parts.values()) or 1
     spec = f"{args.dist} {args.clips:,} clips, {args.index}, {args.k} hits/vector"
