@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,8 +91,6 @@ def main(argv: list[str] | None = None) -> collections.Counter[str]:
             err = proc.stderr.read() if proc.stderr else ""
             raise SystemExit(f"py-spy failed ({proc.returncode}): {err}")
         parts = summarise(raw)
-        if os.environ.get("T2V_PROFILE_KEEP"):
-            shutil.copy(raw, os.environ["T2V_PROFILE_KEEP"])
         store.close()
     total = sum(parts.values()) or 1
     spec = f"{args.dist} {args.clips:,} clips, {args.index}, {args.k} hits/vector"
@@ -103,7 +100,6 @@ def main(argv: list[str] | None = None) -> collections.Counter[str]:
     print("|---|---|")
     for part, count in parts.most_common():
         print(f"| {part} | {100 * count / total:.1f}% |")
-    time.sleep(0)
     return parts
 
 
