@@ -131,6 +131,19 @@ class Zygote:
     def serve(self, port: int, env: dict[str, str], log: Path) -> int:
         return self.spawn({"kind": "serve", "port": port, "env": env, "log": str(log)})
 
+    def start_server(self, settings: dict[str, Any], log: Path, port: int | None = None) -> tuple[str, int]:
+        """Fork a server with `settings` on `port` (a free one by default) and wait for /readyz:
+        (url, pid). A server that never gets ready is killed before the error propagates."""
+        port = port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        pid = self.serve(port, server_env(settings), log)
+        try:
+            wait_ready(url, pid, log)
+        except BaseException:
+            kill9(pid)
+            raise
+        return url, pid
+
     def close(self) -> None:
         if self.proc.poll() is None:
             assert self.proc.stdin is not None
@@ -143,6 +156,20 @@ def zygote() -> Iterator[Zygote]:
     z = Zygote()
     yield z
     z.close()
+
+
+def tiny_settings(work: Path, root: Path, checkpoint: Path, **extra: Any) -> dict[str, Any]:
+    """Service settings these tests share: stores under `work`, ingestion confined to `root`, the
+    tiny checkpoint on CPU, 1 s clips; `extra` adds or overrides settings."""
+    return {
+        "index_dir": str(work / "index"),
+        "var_dir": str(work / "var"),
+        "allowed_roots": [str(root)],
+        "model": {"checkpoint": str(checkpoint), "device": "cpu"},
+        "window": 1.0,
+        "stride": 1.0,
+        **extra,
+    }
 
 
 def server_env(settings: dict[str, Any]) -> dict[str, str]:

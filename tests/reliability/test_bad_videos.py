@@ -12,7 +12,7 @@ import httpx
 
 from indexer.video import ffmpeg_exe
 
-from .conftest import Zygote, free_port, kill9, server_env, wait_job, wait_ready
+from .conftest import Zygote, kill9, tiny_settings, wait_job
 
 
 def lavfi(path: Path, *args: str) -> Path:
@@ -100,19 +100,8 @@ def test_bad_videos_each_get_a_clear_outcome(
     root = tmp_path / "bad"
     root.mkdir()
     files = make_corpus(root, corpus[0])
-    settings = {
-        "index_dir": str(tmp_path / "index"),
-        "var_dir": str(tmp_path / "var"),
-        "allowed_roots": [str(root)],
-        "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
-        "window": 1.0,
-        "stride": 1.0,
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    pid = zygote.serve(port, server_env(settings), tmp_path / "server.log")
+    url, pid = zygote.start_server(tiny_settings(tmp_path, root, tiny_ckpt), tmp_path / "server.log")
     try:
-        wait_ready(url, pid, tmp_path / "server.log")
         with httpx.Client(base_url=url, timeout=60) as c:
             names = list(files)
             r = c.post("/v1/ingest", json={"paths": [str(files[n]) for n in names]})

@@ -22,10 +22,9 @@ from .conftest import (
     free_port,
     kill9,
     pid_alive,
-    server_env,
+    tiny_settings,
     wait_exit,
     wait_job,
-    wait_ready,
 )
 
 CLI_TRIALS = 12
@@ -111,22 +110,12 @@ def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: 
     outcomes = []
     for trial in range(SERVICE_TRIALS):
         work = tmp_path / f"t{trial}"
-        settings = {
-            "index_dir": str(work / "index"),
-            "var_dir": str(work / "var"),
-            "allowed_roots": [str(corpus[0].parent)],
-            "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
-            "window": 1.0,
-            "stride": 1.0,
-            "batch_size": 4,
-        }
+        settings = tiny_settings(work, corpus[0].parent, tiny_ckpt, batch_size=4)
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
         log = work / "server.log"
         work.mkdir()
-        pid = zygote.serve(port, server_env(settings), log)
+        url, pid = zygote.start_server(settings, log, port)
         try:
-            wait_ready(url, pid, log)
             with httpx.Client(base_url=url, timeout=30) as c:
                 r = c.post("/v1/ingest", json={"paths": paths})
                 assert r.status_code == 202, r.text
@@ -145,9 +134,8 @@ def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: 
             check_store(work / "index", acked_paths)
         outcomes.append((job["state"], len(acked)))
         # restart on the same directories: the job resumes under its id and completes
-        pid = zygote.serve(port, server_env(settings), log)
+        url, pid = zygote.start_server(settings, log, port)
         try:
-            wait_ready(url, pid, log)
             with httpx.Client(base_url=url, timeout=30) as c:
                 done = wait_job(c, job_id)
                 assert [it["state"] for it in done["items"]] == ["done"] * len(paths), done

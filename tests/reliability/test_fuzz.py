@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from .conftest import Zygote, free_port, kill9, server_env, wait_job, wait_ready
+from .conftest import Zygote, kill9, tiny_settings, wait_job
 
 KEY = "fuzz-key"
 EXAMPLES = 12  # per operation: ~15 operations, well under a minute in all
@@ -26,22 +26,12 @@ def live_schema(
     zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    settings_ = {
-        "index_dir": str(tmp / "index"),
-        "var_dir": str(tmp / "var"),
-        "allowed_roots": [str(corpus[0].parent)],
-        "api_keys": [KEY],
-        "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
-        "limits": {"max_upload_bytes": 1 << 20},
-        "window": 1.0,
-        "stride": 1.0,
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    settings_ = tiny_settings(
+        tmp, corpus[0].parent, tiny_ckpt, api_keys=[KEY], limits={"max_upload_bytes": 1 << 20}
+    )
     log = tmp / "server.log"
-    pid = zygote.serve(port, server_env(settings_), log)
+    url, pid = zygote.start_server(settings_, log)
     try:
-        wait_ready(url, pid, log)
         with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as c:
             # real ids (1, 2) exist, so generated small ids also hit the found paths
             job = c.post("/v1/ingest", json={"paths": [str(p) for p in corpus[:2]]}).json()["id"]

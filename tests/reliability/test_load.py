@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import Zygote, base_env, free_port, kill9, server_env, wait_job, wait_ready
+from .conftest import Zygote, base_env, kill9, tiny_settings, wait_job
 
 CLIENTS = 32
 SECONDS = 8.0
@@ -23,23 +23,16 @@ SECONDS = 8.0
 def test_searches_during_ingestion(
     zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
-    settings = {
-        "index_dir": str(tmp_path / "index"),
-        "var_dir": str(tmp_path / "var"),
-        "allowed_roots": [str(corpus[0].parent)],
-        "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
+    settings = tiny_settings(
+        tmp_path,
+        corpus[0].parent,
+        tiny_ckpt,
         # searches: room for every client here; the admission limit is tested below
-        "limits": {"max_active_jobs": 1, "max_concurrent_searches": 64},
-        "window": 1.0,
-        "stride": 1.0,
-        "batch_size": 4,
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    pid = zygote.serve(port, server_env(settings), log)
+        limits={"max_active_jobs": 1, "max_concurrent_searches": 64},
+        batch_size=4,
+    )
+    url, pid = zygote.start_server(settings, tmp_path / "server.log")
     try:
-        wait_ready(url, pid, log)
         with httpx.Client(base_url=url, timeout=60) as c:
             first = c.post("/v1/ingest", json={"paths": [str(p) for p in corpus[:3]]}).json()["id"]
             wait_job(c, first)
@@ -86,20 +79,10 @@ BURST = 24
 def test_search_overload_answers_429_fast(
     zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
-    settings = {
-        "index_dir": str(tmp_path / "index"),
-        "var_dir": str(tmp_path / "var"),
-        "allowed_roots": [str(corpus[0].parent)],
-        "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
-        "limits": {"max_concurrent_searches": 1},
-        "workers": 1,
-        "window": 1.0,
-        "stride": 1.0,
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    pid = zygote.serve(port, server_env(settings), log)
+    settings = tiny_settings(
+        tmp_path, corpus[0].parent, tiny_ckpt, limits={"max_concurrent_searches": 1}, workers=1
+    )
+    url, pid = zygote.start_server(settings, tmp_path / "server.log")
 
     def one(i: int) -> tuple[int, float, str | None]:
         t0 = time.perf_counter()
@@ -108,7 +91,6 @@ def test_search_overload_answers_429_fast(
         return r.status_code, time.perf_counter() - t0, r.headers.get("retry-after")
 
     try:
-        wait_ready(url, pid, log)
         with httpx.Client(base_url=url, timeout=60) as c:
             wait_job(c, c.post("/v1/ingest", json={"paths": [str(p) for p in corpus[:3]]}).json()["id"])
         with ThreadPoolExecutor(BURST) as pool:

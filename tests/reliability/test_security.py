@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Zygote, free_port, kill9, server_env, wait_job, wait_ready
+from .conftest import Zygote, free_port, kill9, tiny_settings, wait_job
 
 KEY = "s3cret-key"
 MAX_UPLOAD = 64 * 1024
@@ -33,21 +33,11 @@ def server(
     (root / "red.mp4").write_bytes(corpus[0].read_bytes())
     link = root / "escape.mp4"
     os.symlink(secret, link)
-    settings = {
-        "index_dir": str(work / "index"),
-        "var_dir": str(work / "var"),
-        "allowed_roots": [str(root)],
-        "api_keys": [KEY],
-        "model": {"checkpoint": str(tiny_ckpt), "device": "cpu"},
-        "limits": {"max_upload_bytes": MAX_UPLOAD, "max_items_per_job": 50},
-        "window": 1.0,
-        "stride": 1.0,
-    }
+    limits = {"max_upload_bytes": MAX_UPLOAD, "max_items_per_job": 50}
+    settings = tiny_settings(work, root, tiny_ckpt, api_keys=[KEY], limits=limits)
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    pid = zygote.serve(port, server_env(settings), work / "server.log")
+    url, pid = zygote.start_server(settings, work / "server.log", port)
     try:
-        wait_ready(url, pid, work / "server.log")
         with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as c:
             r = c.post("/v1/ingest", json={"paths": [str(root / "red.mp4")]})
             assert r.status_code == 202, r.text
