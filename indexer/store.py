@@ -952,10 +952,11 @@ class Store:
         today's clips), and persist it at once so other processes switch too."""
         if self._manifest.get("index_pinned", False):
             return
+        # runs after every commit: count first, copy the id column only for a rebuild
+        if not vi.needs_rebuild(self._spec, self._clips.n, self.vectors_per_clip, self.dim):
+            return
         with self._lock:
             ids = self._clips.ids.copy()
-        if not vi.needs_rebuild(self._spec, len(ids), self.vectors_per_clip, self.dim):
-            return
         spec = vi.choose_spec(len(ids), self.vectors_per_clip, self.dim)
         self._install_index(spec, self._index_over(spec, ids), pinned=False)
         self._persist_index()

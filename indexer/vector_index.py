@@ -99,13 +99,18 @@ def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int) 
 
 def matches(index: faiss.Index, spec: IndexSpec) -> bool:
     """Is a loaded index of the structure `spec` describes (a file written before a type change)?"""
-    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    base = _base(index)
     if spec.type in ("flat", "global"):
         return isinstance(base, faiss.IndexFlat)
     if spec.type in ("ivf", "global-ivf"):
         sq = isinstance(base, faiss.IndexIVFScalarQuantizer)
         return isinstance(base, faiss.IndexIVF) and base.nlist == spec.nlist and sq == (spec.codec == "sq8")
     return isinstance(base, faiss.IndexHNSW)
+
+
+def _base(index: faiss.Index) -> Any:
+    """The index inside an IndexIDMap (or the index itself), as its concrete FAISS class."""
+    return faiss.downcast_index(index.index) if hasattr(index, "index") else index
 
 
 def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> faiss.IndexIDMap:
@@ -133,7 +138,7 @@ def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> f
 
 def apply_search_params(index: faiss.Index, spec: IndexSpec) -> None:
     """Search-time knobs are not always kept by write/read: set them after loading."""
-    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    base = _base(index)
     if spec.type in ("ivf", "global-ivf") and hasattr(base, "nprobe"):
         base.nprobe = spec.nprobe
     if spec.type == "hnsw" and hasattr(base, "hnsw"):
@@ -172,7 +177,7 @@ def index_ids(index: faiss.Index) -> np.ndarray:
 def pooled_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     """(clip ids (n,), vectors (n, D) float32) held by a pooled index, read back from FAISS so a
     rebuild of a large store does not re-read and re-pool every matrix (20 GB at 1M clips)."""
-    base = faiss.downcast_index(index.index)  # type: ignore[attr-defined]
+    base = _base(index)
     if isinstance(base, faiss.IndexIVF):
         base.make_direct_map()
     vectors = base.reconstruct_n(0, base.ntotal) if base.ntotal else np.zeros((0, base.d), np.float32)
