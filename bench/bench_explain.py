@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.explain import explain_clip
-from indexer.search import Searcher
+from indexer.search.explain import explain_clip
+from indexer.search.searcher import Searcher
 from indexer.settings import DEMO_CHECKPOINT
 from indexer.store import ClipSpan, NewVideo, Store, store_identity
 from model import create_model

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.ingest import (  # noqa: E402
+from indexer.ingest.pipeline import (  # noqa: E402
     IngestItem,
     IngestLimits,
     Ingestor,
@@ -35,11 +35,11 @@ from indexer.ingest import (  # noqa: E402
     clip_windows,
     prepare_video,
 )
-from indexer.sampling import sample_frames_selective  # noqa: E402
-from indexer.search import Searcher  # noqa: E402
+from indexer.media.sampling import sample_frames_selective  # noqa: E402
+from indexer.media.video import ffmpeg_exe, probe, segment_times, to_model_input  # noqa: E402
+from indexer.search.searcher import Searcher  # noqa: E402
 from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store, store_identity  # noqa: E402
-from indexer.video import ffmpeg_exe, probe, segment_times, to_model_input  # noqa: E402
 from model import PreprocessCfg, TextSets, create_model, get_config  # noqa: E402
 
 WINDOW, STRIDE = 10.0, 5.0

@@ -1,4 +1,4 @@
-"""Ray ingestion (indexer.distributed) against the single-process Ingestor on the same corpus.
+"""Ray ingestion (indexer.ingest.distributed) against the single-process Ingestor on the same corpus.
 
     python bench/bench_ray_ingest.py --videos 6 --seconds 20 --config t2v-tiny --cpus 2
 
@@ -20,7 +20,7 @@ import numpy as np
 
 
 def make_corpus(root: Path, videos: int, seconds: float) -> list[Path]:
-    from indexer.video import ffmpeg_exe
+    from indexer.media.video import ffmpeg_exe
 
     root.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -70,8 +70,8 @@ def main() -> None:
     import ray
     import torch
 
-    from indexer.distributed import RayIngestor, RayOptions
-    from indexer.ingest import Ingestor
+    from indexer.ingest.distributed import RayIngestor, RayOptions
+    from indexer.ingest.pipeline import Ingestor
     from indexer.store import Store, store_identity
     from model import create_model, save_checkpoint
 

@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from indexer.search import Searcher  # noqa: E402
+from indexer.search.searcher import Searcher  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store  # noqa: E402
 from model import TextSets, partial_alignment_scores  # noqa: E402
 

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from indexer.search import Searcher  # noqa: E402
+from indexer.search.searcher import Searcher  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store, store_identity  # noqa: E402
 from service.demo import build_demo  # noqa: E402
 from service.library import _build_model  # noqa: E402

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from indexer.plots import Series, line_png
+from indexer.report.plots import Series, line_png
 
 
 def plot(result: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_search  # noqa: E402
 import torch  # noqa: E402
 
-from indexer.search import Searcher  # noqa: E402
+from indexer.search.searcher import Searcher  # noqa: E402
 
 # (part, marks): a sample belongs to the first part with a frame containing one of its marks.
 # Marks are the project's own Python functions ("name (path"), not BLAS symbols: FAISS and torch

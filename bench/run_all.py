@@ -49,7 +49,7 @@ def machine() -> str:
 def http_latency(tmp: Path, config: str, clips: int, queries: int) -> dict[str, float | int | str]:
     """p50/p95 of POST /v1/search on a real uvicorn process over `clips` clustered random clips,
     with the in-process Searcher on the same store and queries as the baseline (same run)."""
-    from indexer.search import Searcher
+    from indexer.search.searcher import Searcher
     from indexer.store import Store, store_identity
     from model import get_config
     from service.library import _build_model

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.corpora.synthetic import render_demo_library, write_demo_manifest
 from indexer.store import ModelMismatchError
-from indexer.synthetic import render_demo_library, write_demo_manifest
 
 from .library import open_library
 from .settings import ServiceSettings

@@ -1,6 +1,6 @@
 """The service's view of the indexer: one store, the query-side model, a searcher, an ingester.
 
-This is the only module that touches indexer.store / indexer.search / indexer.ingest, so the
+This is the only module that touches indexer.store / indexer.search.searcher / indexer.ingest.pipeline, so the
 engine and routes speak in small service-side records. All methods block: call them from a pool.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from indexer.explain import Explanation, explain_clip
-from indexer.ingest import Ingestor
-from indexer.search import Searcher
+from indexer.ingest.pipeline import Ingestor
+from indexer.search.explain import Explanation, explain_clip
+from indexer.search.searcher import Searcher
 from indexer.settings import resolve_device
 from indexer.store import Store, StoreError, store_identity
 from model import T2VParser, create_model

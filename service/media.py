@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from indexer.video import ffmpeg_exe
+from indexer.media.video import ffmpeg_exe
 
 
 class ThumbnailError(RuntimeError):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.figures import DPI, FIG_H, FIG_W
+from indexer.corpora.synthetic import render_demo_library
+from indexer.report.figures import DPI, FIG_H, FIG_W
 from indexer.settings import DEMO_CHECKPOINT
-from indexer.synthetic import render_demo_library
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (int(FIG_W * DPI), int(FIG_H * DPI))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from indexer.video import ffmpeg_exe
+from indexer.media.video import ffmpeg_exe
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW, STRIDE = 4.0, 2.0  # small windows: the 12 s video becomes 5 overlapping clips
@@ -77,7 +77,7 @@ def model(checkpoint: Path) -> Any:
 
 
 def items_of(corpus: dict[str, Any]) -> list[Any]:
-    from indexer.ingest import expand_paths
+    from indexer.ingest.pipeline import expand_paths
 
     return list(expand_paths([corpus["good"], corpus["bad"], corpus["missing"]]))
 
@@ -95,7 +95,7 @@ def reference(
     corpus: dict[str, Any], model: Any, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """The store the single-process indexer builds from the same corpus."""
-    from indexer.ingest import Ingestor
+    from indexer.ingest.pipeline import Ingestor
     from indexer.store import Store
 
     path = tmp_path_factory.mktemp("ref") / "idx"

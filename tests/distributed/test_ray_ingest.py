@@ -18,8 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.distributed import ClipEncoder, DistributedError, RayIngestor, RayOptions, _check_reachable
-from indexer.search import Searcher
+from indexer.ingest.distributed import (
+    ClipEncoder,
+    DistributedError,
+    RayIngestor,
+    RayOptions,
+    _check_reachable,
+)
+from indexer.search.searcher import Searcher
 from indexer.store import Store
 
 from .conftest import REPO, STRIDE, WINDOW, identity, items_of
@@ -161,10 +167,10 @@ def test_killed_encoder_leaves_a_consistent_store_and_a_rerun_completes_it(
 
 def test_ray_is_imported_only_for_ray_ingestion() -> None:
     code = (
-        "import sys, service.cli, indexer.cli, indexer.ingest, indexer.search\n"
+        "import sys, service.cli, service.cli.index, indexer.ingest.pipeline, indexer.search.searcher\n"
         "assert 'ray' not in sys.modules, 'ray imported'\n"
         "sys.modules['ray'] = None  # as if the extra were not installed\n"
-        "from indexer.distributed import DistributedError, _import_ray\n"
+        "from indexer.ingest.distributed import DistributedError, _import_ray\n"
         "try:\n    _import_ray()\nexcept DistributedError as e:\n    print(e)\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))

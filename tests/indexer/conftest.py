@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.video import ffmpeg_exe
+from indexer.media.video import ffmpeg_exe
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -134,7 +134,7 @@ def test_search_returns_exactly_scored_moments(
 ) -> None:
     import torch
 
-    from indexer.search import Searcher
+    from indexer.search.searcher import Searcher
     from model import create_model
 
     index, _ = built
@@ -161,7 +161,7 @@ def test_search_returns_exactly_scored_moments(
 def test_rm_never_returns_the_video_again(
     built: tuple[Path, subprocess.CompletedProcess[str]], t2v: Run, checkpoints: tuple[Path, Path]
 ) -> None:
-    from indexer.search import Searcher
+    from indexer.search.searcher import Searcher
     from model import create_model
 
     index, _ = built

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from indexer import vector_index as vi
-from indexer.search import Searcher
+from indexer.search.searcher import Searcher
 from indexer.store import ClipSpan, NewVideo, Store
+from indexer.store import vector_index as vi
 from model import TextSets, one_query_scores, partial_alignment_scores
 
 DIM, N_V = 32, 6

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from indexer.ingest import IngestLimits, Ingestor, IngestProgress
+from indexer.ingest.pipeline import IngestLimits, Ingestor, IngestProgress
 from indexer.store import Store, store_identity
 from model import create_model
 

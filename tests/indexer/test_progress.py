@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from indexer.cli import _Reporter
-from indexer.ingest import IngestProgress, IngestResult
+from indexer.ingest.pipeline import IngestProgress, IngestResult
+from service.cli.index import _Reporter
 
 
 class _Tty(io.StringIO):

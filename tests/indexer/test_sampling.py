@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.sampling import sample_frames_selective, select_expression
-from indexer.video import probe, sample_frames
+from indexer.media.sampling import sample_frames_selective, select_expression
+from indexer.media.video import probe, sample_frames
 from model.backbone import PreprocessCfg
 
 from .conftest import render

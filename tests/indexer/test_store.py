@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.ingest import clip_windows, expand_paths
-from indexer.search import Searcher
+from indexer.ingest.pipeline import clip_windows, expand_paths
+from indexer.search.searcher import Searcher
 from indexer.store import (
     ClipSpan,
     ModelMismatchError,
@@ -301,7 +301,7 @@ def test_reader_survives_compaction_by_another_writer(tmp_path: Path) -> None:
 def test_flush_upgrades_a_grown_flat_index_to_global_ivf(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from indexer import vector_index
+    from indexer.store import vector_index
 
     rng = np.random.default_rng(11)
     store = Store.open(tmp_path, identity(), create=True)
@@ -329,7 +329,7 @@ def test_growing_store_switches_and_retrains_by_itself(
 ) -> None:
     """Ingestion alone (no flush, no command) moves a growing store off the flat index, retrains
     the IVF lists after 4x growth, and a reader opened before the switch follows it."""
-    from indexer import vector_index
+    from indexer.store import vector_index
 
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 20 * NV * D)  # flat up to 20 clips
     rng = np.random.default_rng(12)
@@ -361,7 +361,7 @@ def test_growing_store_switches_and_retrains_by_itself(
 def test_pooled_rebuild_reuses_the_index_vectors(tmp_path: Path) -> None:
     """global -> global-ivf -> global rebuilds: the pooled vectors are read back from FAISS or
     pooled again; either way they are the clips' pooled vectors (8-bit codes: to their precision)."""
-    from indexer import vector_index
+    from indexer.store import vector_index
 
     rng = np.random.default_rng(13)
     store = Store.open(tmp_path, identity(), create=True, index_type="global")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from indexer.video import ffmpeg_exe
+from indexer.media.video import ffmpeg_exe
 
 REPO = Path(__file__).resolve().parents[2]
 COLOURS = [

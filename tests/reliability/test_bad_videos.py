@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from indexer.video import ffmpeg_exe
+from indexer.media.video import ffmpeg_exe
 
 from .conftest import Zygote, kill9, tiny_settings, wait_job
 

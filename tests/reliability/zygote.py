@@ -73,12 +73,12 @@ def main() -> None:
     import torch  # noqa: F401
     import uvicorn  # noqa: F401
 
-    import indexer.cli  # noqa: F401
-    import indexer.ingest  # noqa: F401
-    import indexer.search  # noqa: F401
+    import indexer.ingest.pipeline  # noqa: F401
+    import indexer.search.searcher  # noqa: F401
     import model  # noqa: F401
     import service.app  # noqa: F401
     import service.cli  # noqa: F401
+    import service.cli.index  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     print(json.dumps({"ready": True}), flush=True)

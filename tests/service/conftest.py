@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from indexer.demo_rank import render_colour_video
+from indexer.search.rank_demo import render_colour_video
 from indexer.settings import DEMO_CHECKPOINT
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from indexer.demo_rank import render_colour_video
+from indexer.corpora.synthetic import DemoVideo, render_demo_library
+from indexer.search.rank_demo import render_colour_video
 from indexer.settings import DEMO_CHECKPOINT
-from indexer.synthetic import DemoVideo, render_demo_library
 
 from .conftest import REPO, Server, wait_job
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from indexer.demo_rank import render_colour_video
+from indexer.search.rank_demo import render_colour_video
 from service.jobs import JobStore
 
 from .conftest import Server, wait_job

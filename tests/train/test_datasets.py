@@ -9,9 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import indexer.datasets as datasets
-from indexer.datasets import DatasetError, FrameCache, cache_times, load_dataset, load_manifest, load_msrvtt
-from indexer.synthetic import Scene, render_video, scene_spans
+import indexer.corpora.datasets as datasets
+from indexer.corpora.datasets import (
+    DatasetError,
+    FrameCache,
+    cache_times,
+    load_dataset,
+    load_manifest,
+    load_msrvtt,
+)
+from indexer.corpora.synthetic import Scene, render_video, scene_spans
 from model.backbone import PreprocessCfg
 
 PRE = PreprocessCfg(
@@ -128,7 +135,7 @@ def test_cache_times_are_segment_middles() -> None:
 def test_frame_cache_samples_the_right_times_and_decodes_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from indexer.datasets import Clip
+    from indexer.corpora.datasets import Clip
 
     video = _two_scene_video(tmp_path / "v.mp4")
     cache = FrameCache(tmp_path / "cache", PRE, frames=4, per_segment=3)

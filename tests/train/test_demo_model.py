@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from indexer.corpora.synthetic import render_demo_library
+from indexer.media.video import probe, sample_frames, segment_times, to_model_input
 from indexer.settings import DEMO_CHECKPOINT
-from indexer.synthetic import render_demo_library
-from indexer.video import probe, sample_frames, segment_times, to_model_input
 from model import create_model, read_checkpoint
 
 pytestmark = pytest.mark.skipif(not DEMO_CHECKPOINT.is_file(), reason="demo/t2v-demo.pt not trained yet")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.datasets import load_manifest
-from indexer.synthetic import (
+from indexer.corpora.datasets import load_manifest
+from indexer.corpora.synthetic import (
     BACKGROUNDS,
     DemoVideo,
     demo_library_scenes,
@@ -16,7 +16,7 @@ from indexer.synthetic import (
     plan_benchmark,
     render_demo_library,
 )
-from indexer.video import probe
+from indexer.media.video import probe
 
 
 @pytest.fixture(scope="module")

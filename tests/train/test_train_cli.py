@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from indexer.synthetic import generate_benchmark
+from indexer.corpora.synthetic import generate_benchmark
 from model import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]

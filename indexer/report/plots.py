@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .figures import _pyplot, _save
+from indexer.report.figures import _pyplot, _save
 
 CURVES_FILE = "training-curves.png"
 Series = dict[str, tuple[Sequence[float], Sequence[float]]]  # name -> (x, y)

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import typer
 
-from indexer import cli as index_cli
-from indexer import explain_cli, remote, train_cli
-from service import cli_serve, cli_weights, settings_doc
+from service import settings_doc
+from service.cli import explain as explain_cli
+from service.cli import index as index_cli
+from service.cli import remote
+from service.cli import serve as cli_serve
+from service.cli import train as train_cli
+from service.cli import weights as cli_weights
 
 app = typer.Typer(
     help="T2VParser semantic video search", no_args_is_help=True, pretty_exceptions_enable=False
@@ -32,7 +36,7 @@ def rank_demo(
     checkpoint: Path | None = typer.Option(None, help="T2VParser checkpoint to load"),
 ) -> None:
     """Build a model, render a few synthetic videos, and rank texts against them (no store)."""
-    from indexer.demo_rank import run_rank_demo
+    from indexer.search.rank_demo import run_rank_demo
     from model import CheckpointError, ConfigError, WeightsNotFoundError
 
     try:
@@ -47,10 +51,10 @@ app.command("demo")(cli_serve.demo)  # the main job: demo library + model, serve
 app.command("serve")(cli_serve.serve)
 app.command("preload")(cli_weights.preload)  # weights into the cache (Docker start-up)
 app.command("settings")(settings_doc.settings_table)
-app.add_typer(index_cli.index_app, name="index")  # the offline indexer (indexer/cli.py)
+app.add_typer(index_cli.index_app, name="index")  # the offline indexer (service/cli/index.py)
 app.command("search")(index_cli.search)
-app.command("ingest")(remote.ingest)  # into a running service over REST (indexer/remote.py)
-app.command("explain")(explain_cli.explain)  # PNG explainers (indexer/figures.py)
+app.command("ingest")(remote.ingest)  # into a running service over REST (service/cli/remote.py)
+app.command("explain")(explain_cli.explain)  # PNG explainers (indexer/report/figures.py)
 app.command("inspect-tokens")(explain_cli.inspect_tokens)
 train_cli.register(app)  # t2v train / eval / synth
 

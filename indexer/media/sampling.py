@@ -1,6 +1,6 @@
 """Frame sampling for ingestion: one decode pass that scales and transfers only the frames needed.
 
-`indexer.video.sample_frames` scales and pipes every decoded frame; for a 30 fps video sampled
+`indexer.media.video.sample_frames` scales and pipes every decoded frame; for a 30 fps video sampled
 at ~1 frame/s that is 30x more scaling and copying than needed. Here a `select` filter placed
 before the scaler keeps only frames within `guard` seconds before each requested time (plus the
 first frame), evaluated as a balanced if-tree so the per-frame cost is O(log n).
@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.media.video import SampledFrames, UnreadableVideoError, _scale_filter, ffmpeg_exe, sample_frames
 from model.backbone import PreprocessCfg
-
-from .video import SampledFrames, UnreadableVideoError, _scale_filter, ffmpeg_exe, sample_frames
 
 _PTS = re.compile(r"pts_time:\s*(-?[\d.]+(?:e-?\d+)?)")
 
@@ -55,7 +54,7 @@ def select_expression(times: Sequence[float], guard: float) -> str:
 def sample_frames_selective(
     path: str | Path, times: Sequence[float], pre: PreprocessCfg, fps: float, timeout: float = 600.0
 ) -> SampledFrames:
-    """The same result as `indexer.video.sample_frames(path, times, pre)`, faster when fps is known."""
+    """The same result as `indexer.media.video.sample_frames(path, times, pre)`, faster when fps is known."""
     if not times:
         raise ValueError("no sample times")
     if fps <= 0:

@@ -14,14 +14,13 @@ import typer
 from pydantic import ValidationError
 
 from indexer.settings import DEMO_CHECKPOINT
-
-from .settings import ServiceSettings
+from service.settings import ServiceSettings
 
 
 def _uvicorn(settings: ServiceSettings) -> None:
     import uvicorn
 
-    from .app import create_app
+    from service.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
@@ -84,7 +83,7 @@ def demo(
     no_serve: bool = typer.Option(False, help="build the demo store, then exit"),
 ) -> None:
     """Render the demo library, index it with the demo model and serve it on 127.0.0.1."""
-    from .demo import build_demo
+    from service.demo import build_demo
 
     if fresh and workdir.exists():
         shutil.rmtree(workdir)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from indexer.ingest import IngestProgress, IngestResult
+    from indexer.ingest.pipeline import IngestProgress, IngestResult
     from indexer.settings import IndexerSettings
     from indexer.store import Store
 
@@ -180,7 +180,7 @@ def _summary(results: list[IngestResult], seconds: float) -> tuple[str, int]:
 def _run_ingest(
     store: Store, model: Any, items: list[Any], settings: IndexerSettings, quiet: bool = False
 ) -> tuple[list[IngestResult], float]:
-    from indexer.ingest import Ingestor
+    from indexer.ingest.pipeline import Ingestor
 
     ingestor = Ingestor.from_settings(store, model, settings)
     reporter = _Reporter(len(items), quiet)
@@ -201,8 +201,8 @@ def _run_ray_ingest(
     checkpoint: Path | None,
     quiet: bool = False,
 ) -> tuple[list[IngestResult], float]:
-    """`--ray`: the same ingestion as a Ray Data pipeline (indexer.distributed; Ray imported here only)."""
-    from indexer.distributed import DistributedError, RayIngestor, RayOptions
+    """`--ray`: the same ingestion as a Ray Data pipeline (indexer.ingest.distributed; Ray imported here)."""
+    from indexer.ingest.distributed import DistributedError, RayIngestor, RayOptions
 
     reporter = _Reporter(len(items), quiet)
     t0 = time.perf_counter()
@@ -234,7 +234,7 @@ def add(
     ),
 ) -> None:
     """Index videos into the store (created on first use); already indexed files are skipped."""
-    from indexer.ingest import IngestItem, expand_paths
+    from indexer.ingest.pipeline import IngestItem, expand_paths
 
     settings = _with_overrides(_settings(), window, stride, batch_size)
     index_dir = _index_dir(index, settings)
@@ -395,7 +395,7 @@ def reindex(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Rebuild the store for a new model from the original video files (then swap it in)."""
-    from indexer.ingest import IngestItem
+    from indexer.ingest.pipeline import IngestItem
     from indexer.store import MANIFEST, Store, StoreError, swap_in
 
     settings = _with_overrides(_settings(), window, stride, batch_size)
@@ -451,11 +451,11 @@ def search(
     api_key: str | None = typer.Option(None, "--api-key", help="X-API-Key for --server"),
 ) -> None:
     """Search an index for moments (two-stage: FAISS candidates, exact partial-alignment rerank)."""
-    from indexer.search import Searcher
+    from indexer.search.searcher import Searcher
     from indexer.store import MANIFEST
 
-    if server is not None:  # a remote service does the search (indexer/remote.py)
-        from indexer.remote import remote_search
+    if server is not None:  # a remote service does the search (service/cli/remote.py)
+        from service.cli.remote import remote_search
 
         remote_search(server, api_key, query, top_k, group_by_video, video_id or None, min_score, as_json)
         return

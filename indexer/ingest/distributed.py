@@ -1,4 +1,4 @@
-"""Distributed ingestion on Ray Data: the same results as `indexer.ingest.Ingestor`, on a cluster.
+"""Distributed ingestion on Ray Data: the same results as `indexer.ingest.pipeline.Ingestor`, on a cluster.
 
     ingestor = RayIngestor(store, model, window=10.0, stride=5.0, batch_size=32,
                            options=RayOptions(address=None))        # None: a local Ray instance
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .ingest import (
+from indexer.ingest.pipeline import (
     IngestItem,
     IngestLimits,
     IngestProgress,
@@ -50,7 +50,7 @@ from .ingest import (
     encode_clips,
     prepare_video,
 )
-from .store import ClipSpan, NewVideo, Store, StoreError, store_identity
+from indexer.store import ClipSpan, NewVideo, Store, StoreError, store_identity
 
 SHARD_DIR = "ray-shards"
 

@@ -20,10 +20,9 @@ class _Fail(Exception):
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Known error types become 'error: ...' and exit code 1 instead of a traceback."""
+    from indexer.corpora.datasets import DatasetError
+    from indexer.media.video import VideoError
     from model import CheckpointError, ConfigError, WeightsNotFoundError
-
-    from .datasets import DatasetError
-    from .video import VideoError
 
     try:
         yield
@@ -40,7 +39,7 @@ def _progress(total: int, desc: str) -> Any:
 
 def _load_frames(spec: str, pre: Any, frames: int, per_segment: int, cache_dir: str, workers: int) -> Any:
     """(data set, (N, T, P, S, S, 3) uint8 frames), decoding only what the cache lacks."""
-    from .datasets import FrameCache, load_dataset
+    from indexer.corpora.datasets import FrameCache, load_dataset
 
     ds = load_dataset(spec)
     cache = FrameCache(cache_dir, pre, frames, per_segment)
@@ -102,10 +101,9 @@ def train(
     """Train a model (config file + flag overrides); kill it and run again to resume."""
     import torch
 
+    from indexer.settings import resolve_device
     from model import get_config
     from model.train import TrainConfig, TrainData, Trainer
-
-    from .settings import resolve_device
 
     overrides = {
         "model": model,
@@ -163,7 +161,7 @@ def train(
             res = evaluate(trainer.model, cfg.val, cfg.cache_dir, cfg.workers)
             (Path(cfg.out_dir) / "val.json").write_text(json.dumps(res, indent=1) + "\n")
             typer.echo(format_table(res["results"]))
-        from indexer.plots import CURVES_FILE, training_curves_png
+        from indexer.report.plots import CURVES_FILE, training_curves_png
 
         val_file = path.parent / "val.json"
         val_res = json.loads(val_file.read_text()) if cfg.val and val_file.is_file() else None
@@ -187,9 +185,8 @@ def eval_cmd(
     """Text->video and video->text R@1/5/10, MdR, MnR over a data set, per caption kind."""
     import torch
 
+    from indexer.settings import resolve_device
     from model import create_model, model_identity
-
-    from .settings import resolve_device
 
     with _user_errors():
         if checkpoint is None and config is None:
@@ -233,7 +230,7 @@ def synth(
     workers: int = typer.Option(2, help="parallel ffmpeg encoders"),
 ) -> None:
     """Generate the synthetic partial-alignment benchmark (videos + train/val/test manifests)."""
-    from .synthetic import generate_benchmark
+    from indexer.corpora.synthetic import generate_benchmark
 
     with _user_errors():
         manifests = generate_benchmark(out_dir, seed, train_videos, val_videos, test_videos, workers)

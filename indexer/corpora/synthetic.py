@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .video import ffmpeg_exe
+from indexer.media.video import ffmpeg_exe
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 35, 35),

@@ -1,4 +1,4 @@
-"""`t2v explain` and `t2v inspect-tokens`: PNG explainers (indexer/figures.py) from the command line."""
+"""`t2v explain` and `t2v inspect-tokens`: PNG explainers (indexer/report/figures.py) on the command line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .cli import (
+from service.cli.index import (
     _CKPT_HELP,
     _CONFIG_HELP,
     _INDEX_HELP,
@@ -20,7 +20,7 @@ from .cli import (
 
 def _check_video(video: Path) -> None:
     """Fail fast, before loading a model."""
-    from .video import VideoError, probe
+    from indexer.media.video import VideoError, probe
 
     if not video.is_file():
         raise _fail(f"no such video file: {video}")
@@ -40,8 +40,8 @@ def explain(
     device: str | None = typer.Option(None),
 ) -> None:
     """PNG: the video's frames on top, the query x video cosine heat map (words + views) below."""
-    from .figures import explain_png
-    from .video import VideoError
+    from indexer.media.video import VideoError
+    from indexer.report.figures import explain_png
 
     if not query.strip():
         raise _fail("the query is empty")
@@ -64,8 +64,8 @@ def inspect_tokens(
     device: str | None = typer.Option(None),
 ) -> None:
     """PNG grid: which frames each of the K decomposition tokens attends to (cross-attention)."""
-    from .figures import FigureError, inspect_tokens_png
-    from .video import VideoError
+    from indexer.media.video import VideoError
+    from indexer.report.figures import FigureError, inspect_tokens_png
 
     _check_video(video)
     settings = _settings()

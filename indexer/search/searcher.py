@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from indexer.store import Store
+from indexer.store import vector_index as vi
 from model import TextSets, one_query_scores, partial_alignment_scores
-
-from . import vector_index as vi
-from .store import Store
 
 # Exact-scoring a video_ids filter's clips directly is cheaper than FAISS below this many clips.
 FILTER_EXACT_MAX_CLIPS = 20_000

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import torch
 
+from indexer.media.video import ffmpeg_exe, probe, sample_frames, segment_times, to_model_input
 from model import create_model
-
-from .video import ffmpeg_exe, probe, sample_frames, segment_times, to_model_input
 
 _SCENES = {"red": "red", "green": "green", "blue": "blue"}
 

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.media.video import probe, sample_frames
 from model.backbone import PreprocessCfg
-
-from .video import probe, sample_frames
 
 
 class DatasetError(ValueError):

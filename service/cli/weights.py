@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from .settings import ServiceSettings
+from service.settings import ServiceSettings
 
 
 def preload() -> None:

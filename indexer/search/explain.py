@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from indexer.media.video import segment_times
 from model.scoring import score_matrix_components
-
-from .video import segment_times
 
 
 @dataclass(frozen=True)

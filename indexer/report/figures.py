@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .video import probe, sample_frames, segment_times, to_model_input
+from indexer.media.video import probe, sample_frames, segment_times, to_model_input
 
 DPI = 100
 FIG_W, FIG_H = 12.0, 8.0  # inches: 1200 x 800 pixels

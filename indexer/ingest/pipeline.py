@@ -29,9 +29,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .sampling import sample_frames_selective
-from .store import ClipSpan, NewVideo, Store, StoreError
-from .video import VideoError, probe, segment_times, to_model_input
+from indexer.media.sampling import sample_frames_selective
+from indexer.media.video import VideoError, probe, segment_times, to_model_input
+from indexer.store import ClipSpan, NewVideo, Store, StoreError
 
 Status = Literal["done", "duplicate", "failed"]
 
@@ -158,7 +158,7 @@ def prepare_video(
     """Probe, check limits, hash, then sample every clip's frames in one decode pass.
 
     check_duplicate(path, content_hash) returns a 'duplicate' result to skip the file before any
-    decoding. Shared by the threaded Ingestor and the Ray pipeline (indexer.distributed).
+    decoding. Shared by the threaded Ingestor and the Ray pipeline (indexer.ingest.distributed).
     """
     t0 = time.perf_counter()
     path = item.path

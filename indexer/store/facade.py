@@ -19,7 +19,7 @@ Public API (stable; the service builds on it)
     store.flush()                                     # persist the FAISS index + manifest counts
     store.close()                                     # flush (when this process wrote) + release
 
-Search-side primitives (used by indexer.search.Searcher): `candidates(queries, k)`,
+Search-side primitives (used by indexer.search.searcher.Searcher): `candidates(queries, k)`,
 `live_clip_ids(video_ids)`, `matrices(clip_ids)`, `clip_records(clip_ids)`, `refresh()`.
 
 Thread safety and processes
@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from . import vector_index as vi
+from indexer.store import vector_index as vi
 
 FORMAT = "t2v-store"
 VERSION = 1

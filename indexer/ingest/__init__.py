@@ -1,0 +1,1 @@
+"""Ingestion: prepare videos (probe, hash, windows), encode their clips, commit them (threads or Ray)."""

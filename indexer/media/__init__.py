@@ -1,0 +1,1 @@
+"""Media: probing, decoding and frame sampling of video files (ffmpeg)."""

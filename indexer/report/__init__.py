@@ -1,0 +1,1 @@
+"""Reports: PNG figures (score explanations, token maps) and plots (training curves, benchmarks)."""

@@ -1,0 +1,1 @@
+"""Search: two-stage candidate + exact partial-alignment rerank, and per-match explanations."""
