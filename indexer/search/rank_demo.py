@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from indexer.media.video import ffmpeg_exe, probe, sample_frames, segment_times, to_model_input
+from indexer.corpora.lavfi import render_colour_box
+from indexer.media.video import probe, sample_frames, segment_times, to_model_input
 from model import create_model
 
 _SCENES = {"red": "red", "green": "green", "blue": "blue"}
@@ -16,25 +16,7 @@ _SCENES = {"red": "red", "green": "green", "blue": "blue"}
 
 def render_colour_video(path: Path, colour: str, seconds: float = 2.0) -> Path:
     """A small mp4 of a moving white box over a solid colour (lavfi, no input files)."""
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"color=c={colour}:s=160x120:d={seconds}:r=10",
-            "-vf",
-            "drawbox=x='mod(t*40,120)':y=40:w=30:h=30:color=white:t=fill",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    return render_colour_box(path, colour, seconds)
 
 
 def run_rank_demo(config: str, checkpoint: Path | None, workdir: Path) -> Iterator[str]:
