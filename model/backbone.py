@@ -101,10 +101,6 @@ class ClipBackbone(nn.Module):
         proj = self.text_tower.text_projection
         return int(proj.out_features if isinstance(proj, nn.Linear) else proj.shape[-1])
 
-    @property
-    def context_length(self) -> int:
-        return int(self.text_tower.positional_embedding.shape[0])
-
     def tokenize(self, texts: list[str]) -> Tensor:
         return self.tokenizer(texts)  # (B, L) int64
 

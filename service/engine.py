@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from indexer.store import VideoRecord
+
 from .errors import InvalidInput, NotFound, NotReady, RangeNotSatisfiable, TooManyJobs, TooManySearches
 from .jobs import JobStore, WorkItem
-from .library import IngestFailed, Library, VideoRecord, open_library
+from .library import IngestFailed, Library, open_library
 from .media import ThumbnailError, jpeg_at
 from .metrics import Metrics
 from .schemas import (
@@ -158,7 +160,7 @@ class Engine:
         self._searches += 1
         start = time.perf_counter()
         try:
-            hits, stages = await self._run(
+            found, stages = await self._run(
                 lib.search, query, req.top_k, req.group_by_video, req.video_ids, req.min_score, req.explain
             )
         finally:
@@ -169,16 +171,16 @@ class Engine:
         self.metrics.search_stage_seconds.labels("total").observe(took)
         results = [
             Moment(
-                video_id=h.video_id,
-                title=h.title,
-                start=round(h.start, 3),
-                end=round(h.end, 3),
-                score=h.score,
-                thumbnail_url=_thumb_url(h.video_id, h.start + min(0.5, (h.end - h.start) / 2)),
-                stream_url=f"/v1/videos/{h.video_id}/stream#t={h.start:.2f}",
-                explanation=None if h.explanation is None else h.explanation.to_dict(),
+                video_id=m.video_id,
+                title=m.title,
+                start=round(m.start, 3),
+                end=round(m.end, 3),
+                score=m.score,
+                thumbnail_url=_thumb_url(m.video_id, m.start + min(0.5, (m.end - m.start) / 2)),
+                stream_url=f"/v1/videos/{m.video_id}/stream#t={m.start:.2f}",
+                explanation=None if e is None else e.to_dict(),
             )
-            for h in hits
+            for m, e in found
         ]
         return SearchResponse(
             query=query,
@@ -189,11 +191,13 @@ class Engine:
 
     # --- library ----------------------------------------------------------------------------
 
+    def _check_page_size(self, limit: int) -> None:
+        most = self.settings.limits.max_page_size
+        if limit > most:
+            raise InvalidInput(f"limit {limit} exceeds the page size limit of {most}")
+
     async def list_videos(self, offset: int, limit: int, title: str | None) -> VideoPage:
-        if limit > self.settings.limits.max_page_size:
-            raise InvalidInput(
-                f"limit {limit} exceeds the page size limit of {self.settings.limits.max_page_size}"
-            )
+        self._check_page_size(limit)
         records, total = await self._run(self.lib.list_videos, offset, limit, title)
         return VideoPage(items=[_video(r) for r in records], total=total, offset=offset, limit=limit)
 
@@ -211,14 +215,14 @@ class Engine:
         if not await self._run(self.lib.delete_video, video_id):
             raise NotFound(f"no video with id {video_id!r}")
         # a file we received as an upload belongs to us: remove it with its video
-        if rec.source and _is_under(Path(rec.source), self.settings.uploads):
-            Path(rec.source).unlink(missing_ok=True)
+        if rec.path and _is_under(Path(rec.path), self.settings.uploads):
+            Path(rec.path).unlink(missing_ok=True)
         self._thumbs = OrderedDict((k, v) for k, v in self._thumbs.items() if k[0] != video_id)
 
     async def video_file(self, video_id: int) -> tuple[Path, str]:
         rec = await self._record(video_id)
-        path = Path(rec.source or "")
-        if not rec.source or not path.is_file():
+        path = Path(rec.path)
+        if not rec.path or not path.is_file():
             raise NotFound(f"the file of video {video_id!r} is no longer available")
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return path, media_type
@@ -305,10 +309,7 @@ class Engine:
         return self._job(job_id)
 
     async def list_jobs(self, offset: int, limit: int) -> JobPage:
-        if limit > self.settings.limits.max_page_size:
-            raise InvalidInput(
-                f"limit {limit} exceeds the page size limit of {self.settings.limits.max_page_size}"
-            )
+        self._check_page_size(limit)
         views, total = self.jobs.list(limit, offset)
         return JobPage(items=[Job.model_validate(v) for v in views], total=total, offset=offset, limit=limit)
 
@@ -371,10 +372,6 @@ def _init_worker_thread(torch_threads: int) -> None:
         torch.set_num_threads(torch_threads)
 
 
-def _page_limit_message(limit: int, most: int) -> str:
-    return f"limit {limit} exceeds the page size limit of {most}"
-
-
 def _thumb_url(video_id: int, t: float) -> str:
     return f"/v1/videos/{video_id}/thumbnail?t={t:.2f}"
 
@@ -384,11 +381,11 @@ def _video(r: VideoRecord) -> Video:
         id=r.id,
         title=r.title,
         duration=r.duration,
-        clips=r.clips,
+        clips=r.num_clips,
         width=r.width,
         height=r.height,
         size_bytes=r.size_bytes,
-        filename=Path(r.source).name if r.source else None,
+        filename=Path(r.path).name if r.path else None,
         thumbnail_url=_thumb_url(r.id, min(1.0, r.duration / 2)),
         stream_url=f"/v1/videos/{r.id}/stream",
     )

@@ -1,7 +1,8 @@
 """The service's view of the indexer: one store, the query-side model, a searcher, an ingester.
 
-This is the only module that touches indexer.store / indexer.search.searcher / indexer.ingest.pipeline, so the
-engine and routes speak in small service-side records. All methods block: call them from a pool.
+This is the only module that drives indexer.store / indexer.search.searcher / indexer.ingest.pipeline.
+It hands the indexer's own records (`VideoRecord`, `ScoredMoment`) to the engine, which turns them
+once into the REST schemas. All methods block: call them from a pool.
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from indexer.ingest.pipeline import Ingestor
 from indexer.search.explain import Explanation, explain_clip
-from indexer.search.searcher import Searcher
+from indexer.search.searcher import ScoredMoment, Searcher
 from indexer.settings import resolve_device
-from indexer.store import Store, StoreError, store_identity
+from indexer.store import Store, VideoRecord, store_identity
 from model import T2VParser, create_model
 
 from .settings import ServiceSettings
@@ -27,28 +27,6 @@ from .settings import ServiceSettings
 log = logging.getLogger("t2v.service")
 
 _COUNTS_TTL = 2.0  # seconds a counts() answer is reused (metrics scrapes, readyz)
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    id: int
-    title: str
-    duration: float
-    clips: int
-    width: int | None
-    height: int | None
-    size_bytes: int | None
-    source: str | None
-
-
-@dataclass(frozen=True)
-class Hit:
-    video_id: int
-    title: str
-    start: float
-    end: float
-    score: float
-    explanation: Explanation | None = None
 
 
 @dataclass(frozen=True)
@@ -62,19 +40,6 @@ class IngestFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _record(v: Any) -> VideoRecord:
-    return VideoRecord(
-        id=int(v.id),
-        title=str(v.title),
-        duration=float(v.duration),
-        clips=int(v.num_clips),
-        width=int(v.width),
-        height=int(v.height),
-        size_bytes=int(v.size_bytes),
-        source=str(v.path),
-    )
 
 
 class Library:
@@ -111,8 +76,9 @@ class Library:
         video_ids: list[int] | None,
         min_score: float | None,
         explain: bool = False,
-    ) -> tuple[list[Hit], dict[str, float]]:
-        """Moments best first and stage timings in seconds (encode, candidates, rerank, metadata)."""
+    ) -> tuple[list[tuple[ScoredMoment, Explanation | None]], dict[str, float]]:
+        """Moments best first (each with its explanation when asked for) and stage timings in seconds
+        (encode, candidates, rerank, metadata[, explain])."""
         text = self.searcher.encode(query)
         res = self.searcher.search(
             text,
@@ -136,19 +102,14 @@ class Library:
                 for i, m in enumerate(moments)
             ]
             stages["explain"] = time.perf_counter() - t0
-        hits = [
-            Hit(m.video_id, m.title, m.start, m.end, m.score, e)
-            for m, e in zip(moments, explained, strict=True)
-        ]
-        return hits, stages
+        return list(zip(moments, explained, strict=True)), stages
 
     def list_videos(self, offset: int, limit: int, title: str | None) -> tuple[list[VideoRecord], int]:
         rows = self.store.list_videos(offset=offset, limit=limit, title_filter=title)
-        return [_record(v) for v in rows], self.store.count_videos(title_filter=title)
+        return rows, self.store.count_videos(title_filter=title)
 
     def get_video(self, video_id: int) -> VideoRecord | None:
-        v = self.store.get_video(video_id)
-        return _record(v) if v is not None else None
+        return self.store.get_video(video_id)
 
     def delete_video(self, video_id: int) -> bool:
         try:
@@ -203,9 +164,6 @@ def _build_model(settings: ServiceSettings, text_only: bool) -> T2VParser:
 def open_library(settings: ServiceSettings) -> Library:
     """Load the query-side model and open (or create) the store it must match."""
     model = _build_model(settings, text_only=True)
-    try:
-        store = Store.open(settings.index_dir, store_identity(model), create=True)
-    except StoreError:
-        raise
+    store = Store.open(settings.index_dir, store_identity(model), create=True)
     log.info("store %s opened", settings.index_dir)
     return Library(settings, model, store)

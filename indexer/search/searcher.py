@@ -3,7 +3,7 @@
     searcher = Searcher(store, model)          # model: a T2VParser (text side is enough)
     result = searcher.search("a man slices onions", top_k=10, group_by_video=False,
                              video_ids=None, min_score=None)
-    result.moments    -> list[Moment] best first (video_id, clip_id, title, path, start, end, score)
+    result.moments    -> list[ScoredMoment] best first (video_id, clip_id, title, path, start, end, score)
     result.groups     -> list[VideoHits] when group_by_video (best moments per video)
     result.timings_ms -> {'encode', 'candidates', 'rerank', 'metadata', 'total'}
 
@@ -25,7 +25,7 @@ import torch
 
 from indexer.store import Store
 from indexer.store import vector_index as vi
-from model import TextSets, one_query_scores, partial_alignment_scores
+from model import T2VParser, TextSets, one_query_scores, partial_alignment_scores
 
 # Exact-scoring a video_ids filter's clips directly is cheaper than FAISS below this many clips.
 FILTER_EXACT_MAX_CLIPS = 20_000
@@ -34,7 +34,9 @@ RERANK_BLOCK = 4096
 
 
 @dataclass(frozen=True)
-class Moment:
+class ScoredMoment:
+    """One clip window and its score (the service turns it into its REST `Moment`)."""
+
     video_id: int
     clip_id: int
     title: str
@@ -53,7 +55,7 @@ class VideoHits:
     title: str
     path: str
     score: float  # best moment's score
-    moments: list[Moment]
+    moments: list[ScoredMoment]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,7 +64,7 @@ class VideoHits:
 @dataclass
 class SearchResult:
     query: str
-    moments: list[Moment]
+    moments: list[ScoredMoment]
     groups: list[VideoHits] | None = None
     candidates: int = 0  # clips scored exactly
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -82,7 +84,7 @@ class Searcher:
     def __init__(
         self,
         store: Store,
-        model: Any | None = None,
+        model: T2VParser | None = None,
         candidates_per_vector: int = 64,
         max_candidates: int = 4096,
         faiss_threads: int = 1,
@@ -98,7 +100,7 @@ class Searcher:
         if self.model is None:
             raise ValueError("this Searcher has no model: pass TextSets instead of text")
         with torch.no_grad():
-            return self.model.encode_texts([query])  # type: ignore[no-any-return]
+            return self.model.encode_texts([query])
 
     def candidate_clips(self, text: TextSets, video_ids: Sequence[int] | None = None) -> np.ndarray:
         """Stage 1: the union of FAISS hits of every valid query vector, live clips only."""
@@ -183,7 +185,7 @@ class Searcher:
         keep = order if group_by_video else order[:top_k]
         records = {r.id: r for r in self.store.clip_records(clip_ids[keep].tolist())}
         moments = [
-            Moment(r.video_id, r.id, r.title, r.path, r.start, r.end, float(scores[i]))
+            ScoredMoment(r.video_id, r.id, r.title, r.path, r.start, r.end, float(scores[i]))
             for i in keep.tolist()
             if (r := records.get(int(clip_ids[i]))) is not None
         ]
@@ -203,7 +205,7 @@ class Searcher:
         return SearchResult(label, moments, groups, int(len(clip_ids)), timings)
 
 
-def _group(moments: list[Moment], top_k: int, per_video: int) -> list[VideoHits]:
+def _group(moments: list[ScoredMoment], top_k: int, per_video: int) -> list[VideoHits]:
     """Moments (best first) -> the top_k videos, each with its best `per_video` moments."""
     groups: dict[int, VideoHits] = {}
     for m in moments:
