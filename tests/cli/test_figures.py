@@ -15,8 +15,8 @@ from PIL import Image
 from indexer.corpora.synthetic import render_demo_library
 from indexer.report.figures import DPI, FIG_H, FIG_W
 from indexer.settings import DEMO_CHECKPOINT
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SIZE = (int(FIG_W * DPI), int(FIG_H * DPI))
 pytestmark = pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason=f"needs {DEMO_CHECKPOINT}")
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from indexer.media.video import ffmpeg_exe
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 COLOURS = [
     "red",
     "green",

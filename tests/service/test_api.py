@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import Server, wait_job
+from tests.support import Server, wait_job
 
 KEY = "test-key-123"
 MAX_UPLOAD = 200_000

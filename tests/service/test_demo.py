@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from indexer.settings import DEMO_CHECKPOINT
-
-from .conftest import REPO, Server, free_port
+from tests.support import REPO, Server, free_port
 
 ARTIFACTS = REPO / "test-artifacts"
 TRAINED_MODEL = DEMO_CHECKPOINT.exists() or bool(os.environ.get("T2V_MODEL__CHECKPOINT"))

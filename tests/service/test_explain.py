@@ -19,8 +19,7 @@ import pytest
 from indexer.corpora.synthetic import DemoVideo, render_demo_library
 from indexer.search.rank_demo import render_colour_video
 from indexer.settings import DEMO_CHECKPOINT
-
-from .conftest import REPO, Server, wait_job
+from tests.support import REPO, Server, wait_job
 
 TRAINED = DEMO_CHECKPOINT.exists()
 KEY = "explain-test-key"

@@ -11,8 +11,7 @@ import httpx
 
 from indexer.search.rank_demo import render_colour_video
 from service.jobs import JobStore
-
-from .conftest import Server, wait_job
+from tests.support import Server, wait_job
 
 COLOURS = ["red", "green", "blue", "yellow", "magenta", "orange"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from indexer.media.video import ffmpeg_exe
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 WINDOW, STRIDE = 4.0, 2.0  # small windows: the 12 s video becomes 5 overlapping clips
 
 

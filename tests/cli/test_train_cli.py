@@ -17,8 +17,8 @@ from PIL import Image
 
 from indexer.corpora.synthetic import generate_benchmark
 from model import read_checkpoint
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "service.cli"]
 
 

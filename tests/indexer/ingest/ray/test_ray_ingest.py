@@ -27,8 +27,9 @@ from indexer.ingest.distributed import (
 )
 from indexer.search.searcher import Searcher
 from indexer.store import Store
+from tests.support import REPO
 
-from .conftest import REPO, STRIDE, WINDOW, identity, items_of
+from .conftest import STRIDE, WINDOW, identity, items_of
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 QUERIES = ["a red square", "a colourful test pattern with moving numbers", "green"]

@@ -12,8 +12,7 @@ import torch
 from indexer.ingest.pipeline import IngestLimits, Ingestor, IngestProgress
 from indexer.store import Store, store_identity
 from model import create_model
-
-from .conftest import colour_video
+from tests.support import colour_video
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ import pytest
 from indexer.media.sampling import sample_frames_selective, select_expression
 from indexer.media.video import probe, sample_frames
 from model.backbone import PreprocessCfg
-
-from .conftest import render
+from tests.support import render
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import REPO, Server, free_port
+from tests.support import REPO, Server, free_port
 
 
 def t2v(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,7 @@
-"""A real uvicorn process on a free loopback port, driven over HTTP like a client would."""
+"""Helpers shared by every test folder: `from tests.support import ...`.
+
+Plain functions and classes only; the pytest fixtures built on them are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +12,69 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from indexer.search.rank_demo import render_colour_video
-from indexer.settings import DEMO_CHECKPOINT
+from indexer.media.video import ffmpeg_exe
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 120.0
+
+
+# --- videos -------------------------------------------------------------------------------------
+
+
+def render(path: Path, source: str, *extra: str) -> Path:
+    """A small video from a lavfi source (no input files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", source, *extra, str(path)],
+        check=True,
+    )
+    return path
+
+
+def colour_video(path: Path, colour: str, seconds: float, size: str = "96x64") -> Path:
+    box = "drawbox=x='mod(t*30,60)':y=20:w=20:h=20:color=white:t=fill"
+    return render(path, f"color=c={colour}:s={size}:d={seconds}:r=8", "-vf", box, "-pix_fmt", "yuv420p")
+
+
+# --- the `t2v` CLI as a subprocess ----------------------------------------------------------------
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), T2V_MODEL__DEVICE="cpu")
+    env.pop("T2V_INDEX_DIR", None)
+    return env
+
+
+def t2v(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the `t2v` CLI as a subprocess (as a user would); returns the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *map(str, args)],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def t2v_popen(*args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", *map(str, args)],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# --- servers --------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -102,40 +156,12 @@ class Server:
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
     while time.monotonic() < deadline:
         r = client.get(f"/v1/jobs/{job_id}")
         assert r.status_code == 200, r.text
         job = r.json()
         if job["state"] == "done":
             return job
-        time.sleep(0.25)
+        time.sleep(0.1)
     raise AssertionError(f"job {job_id} not done in {timeout}s: {job}")
-
-
-@pytest.fixture(scope="session")
-def colour_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Small distinct mp4s (different content hashes) inside a directory used as an allowed root."""
-    root = tmp_path_factory.mktemp("library")
-    out = {}
-    for i, colour in enumerate(["red", "green", "blue", "yellow", "purple", "orange", "white", "cyan"]):
-        out[colour] = render_colour_video(root / f"{colour}.mp4", colour, seconds=2.0 + 0.5 * (i % 3))
-    return out
-
-
-@pytest.fixture(scope="session")
-def demo_model_available() -> bool:
-    return DEMO_CHECKPOINT.exists()
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
-    started: list[Server] = []
-
-    def make(settings: dict[str, Any], workdir: Path | None = None) -> Server:
-        srv = Server(workdir or tmp_path, settings)
-        started.append(srv)
-        return srv
-
-    yield make
-    for srv in started:
-        srv.stop()

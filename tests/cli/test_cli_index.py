@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from indexer.store import Store
-
-from .conftest import colour_video, render
+from tests.support import colour_video, render
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
