@@ -1,4 +1,7 @@
-"""The `t2v` command: sub-commands of the indexer, training and the service in one place."""
+"""The `t2v` command: sub-commands of the indexer, training and the service in one place.
+
+Errors and exit codes: one policy for every command (service/cli/common.py).
+"""
 
 from __future__ import annotations
 
@@ -11,23 +14,18 @@ from service import settings_doc
 from service.cli import explain as explain_cli
 from service.cli import index as index_cli
 from service.cli import remote
+from service.cli import search as search_cli
 from service.cli import serve as cli_serve
 from service.cli import train as train_cli
 from service.cli import weights as cli_weights
+from service.cli.common import CliTyper
 
-app = typer.Typer(
-    help="T2VParser semantic video search", no_args_is_help=True, pretty_exceptions_enable=False
-)
+app = CliTyper(help="T2VParser semantic video search", no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 @app.callback()
 def root() -> None:
     """T2VParser semantic video search: index videos, search moments, train and serve models."""
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command("rank-demo")
@@ -37,14 +35,10 @@ def rank_demo(
 ) -> None:
     """Build a model, render a few synthetic videos, and rank texts against them (no store)."""
     from indexer.search.rank_demo import run_rank_demo
-    from model import CheckpointError, ConfigError, WeightsNotFoundError
 
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for line in run_rank_demo(config, checkpoint, Path(tmp)):
-                typer.echo(line)
-    except (ConfigError, CheckpointError, WeightsNotFoundError) as e:
-        fail(str(e))
+    with tempfile.TemporaryDirectory() as tmp:
+        for line in run_rank_demo(config, checkpoint, Path(tmp)):
+            typer.echo(line)
 
 
 app.command("demo")(cli_serve.demo)  # the main job: demo library + model, served on 127.0.0.1
@@ -52,7 +46,7 @@ app.command("serve")(cli_serve.serve)
 app.command("preload")(cli_weights.preload)  # weights into the cache (Docker start-up)
 app.command("settings")(settings_doc.settings_table)
 app.add_typer(index_cli.index_app, name="index")  # the offline indexer (service/cli/index.py)
-app.command("search")(index_cli.search)
+app.command("search")(search_cli.search)
 app.command("ingest")(remote.ingest)  # into a running service over REST (service/cli/remote.py)
 app.command("explain")(explain_cli.explain)  # PNG explainers (indexer/report/figures.py)
 app.command("inspect-tokens")(explain_cli.inspect_tokens)

@@ -6,72 +6,60 @@ from pathlib import Path
 
 import typer
 
-from service.cli.index import (
-    _CKPT_HELP,
-    _CONFIG_HELP,
-    _INDEX_HELP,
-    _fail,
-    _index_dir,
-    _load_model,
-    _model_errors,
-    _settings,
+from service.cli.common import fail
+from service.cli.store_access import (
+    CKPT_HELP,
+    CONFIG_HELP,
+    INDEX_HELP,
+    index_dir_of,
+    indexer_settings,
+    load_model,
 )
 
 
 def _check_video(video: Path) -> None:
     """Fail fast, before loading a model."""
-    from indexer.media.video import VideoError, probe
+    from indexer.media.video import probe
 
     if not video.is_file():
-        raise _fail(f"no such video file: {video}")
-    try:
-        probe(video)
-    except VideoError as e:
-        raise _fail(str(e)) from None
+        fail(f"no such video file: {video}")
+    probe(video)  # VideoError: one line (cli_errors)
 
 
 def explain(
     query: str = typer.Argument(..., help="free-text query"),
     video: Path = typer.Argument(..., help="video file to explain the query against"),
     out: Path = typer.Option(Path("explain.png"), "--out", "-o", help="PNG to write"),
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP + " (its model is used)"),
-    config: str | None = typer.Option(None, help=_CONFIG_HELP),
-    checkpoint: Path | None = typer.Option(None, help=_CKPT_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP + " (its model is used)"),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    checkpoint: Path | None = typer.Option(None, help=CKPT_HELP),
     device: str | None = typer.Option(None),
 ) -> None:
     """PNG: the video's frames on top, the query x video cosine heat map (words + views) below."""
-    from indexer.media.video import VideoError
     from indexer.report.figures import explain_png
 
     if not query.strip():
-        raise _fail("the query is empty")
+        fail("the query is empty")
     _check_video(video)
-    settings = _settings()
-    try:
-        model = _load_model(_index_dir(index, settings), config, checkpoint, device, settings)
-        info = explain_png(model, query, video, out)
-    except _model_errors() + (VideoError,) as e:
-        raise _fail(str(e)) from None
+    settings = indexer_settings()
+    model = load_model(index_dir_of(index, settings), config, checkpoint, device, settings)
+    info = explain_png(model, query, video, out)
     typer.echo(f"wrote {out} (score {info['score']:.4f}, {info['shape'][0]}x{info['shape'][1]} matrix)")
 
 
 def inspect_tokens(
     video: Path = typer.Argument(..., help="video file"),
     out: Path = typer.Option(Path("tokens.png"), "--out", "-o", help="PNG to write"),
-    checkpoint: Path | None = typer.Option(None, help=_CKPT_HELP),
-    config: str | None = typer.Option(None, help=_CONFIG_HELP),
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP + " (its model is used)"),
+    checkpoint: Path | None = typer.Option(None, help=CKPT_HELP),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP + " (its model is used)"),
     device: str | None = typer.Option(None),
 ) -> None:
     """PNG grid: which frames each of the K decomposition tokens attends to (cross-attention)."""
-    from indexer.media.video import VideoError
-    from indexer.report.figures import FigureError, inspect_tokens_png
+    from indexer.report.figures import inspect_tokens_png
 
     _check_video(video)
-    settings = _settings()
-    try:
-        model = _load_model(_index_dir(index, settings), config, checkpoint, device, settings)
-        info = inspect_tokens_png(model, video, out)
-    except _model_errors() + (VideoError, FigureError) as e:
-        raise _fail(str(e)) from None
+    settings = indexer_settings()
+    model = load_model(index_dir_of(index, settings), config, checkpoint, device, settings)
+    info = inspect_tokens_png(model, video, out)
     typer.echo(f"wrote {out} ({info['tokens']} tokens x {info['frames']} frames)")

@@ -1,123 +1,45 @@
-"""`t2v index add|rm|list|stats|verify|reindex|compact` and `t2v search`: the offline indexer's CLI.
+"""`t2v index add|rm|list|stats|verify|reindex|compact`: the offline indexer's CLI.
 
-Exit codes: 0 success; 1 some files failed / verify found problems / unknown video id;
-2 the command cannot run (no store, model mismatch, bad arguments).
-Heavy imports (torch, faiss) happen inside the commands so `t2v --help` stays fast.
+Exit codes follow service/cli/common.py. Heavy imports (torch, faiss) happen inside the commands so
+`t2v --help` stays fast.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
+from service.cli.common import EXIT_SOME_FAILED, CliTyper, fail
+from service.cli.store_access import (
+    CKPT_HELP,
+    CONFIG_HELP,
+    INDEX_HELP,
+    index_dir_of,
+    indexer_settings,
+    load_model,
+    open_store,
+    require_store,
+)
+
 if TYPE_CHECKING:
-    from indexer.ingest.pipeline import IngestProgress, IngestResult
+    from tqdm import tqdm
+
+    from indexer.ingest.pipeline import IngestItem, IngestProgress, IngestResult
     from indexer.settings import IndexerSettings
     from indexer.store import Store
+    from model import T2VParser
 
-index_app = typer.Typer(
+index_app = CliTyper(
     help="Build and maintain a video index (store directory).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-_INDEX_HELP = "store directory (default: T2V_INDEX_DIR or var/index)"
-_CONFIG_HELP = "model config name or JSON path (default: the store's model, else T2V_MODEL__CONFIG)"
-_CKPT_HELP = "T2VParser checkpoint (default: the store's checkpoint, else T2V_MODEL__CHECKPOINT)"
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _settings() -> IndexerSettings:
-    from indexer.settings import IndexerSettings
-
-    return IndexerSettings()
-
-
-def _with_overrides(
-    settings: IndexerSettings, window: float | None, stride: float | None, batch_size: int | None
-) -> IndexerSettings:
-    updates = {"window": window, "stride": stride, "batch_size": batch_size}
-    return settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
-
-
-def _index_dir(index: Path | None, settings: IndexerSettings) -> Path:
-    return index if index is not None else settings.index_dir
-
-
-def _load_model(
-    index_dir: Path,
-    config: str | None,
-    checkpoint: Path | None,
-    device: str | None,
-    settings: IndexerSettings,
-    text_only: bool = False,
-) -> Any:
-    """Explicit flags, else the model recorded in the store, else the settings' model."""
-    from indexer.settings import resolve_device
-    from indexer.store import MANIFEST
-    from model import T2VConfig, create_model
-
-    dev = resolve_device(device or settings.model.device)
-    cache = settings.model.cache_dir
-    if config is None and checkpoint is None and (index_dir / MANIFEST).is_file():
-        recorded = json.loads((index_dir / MANIFEST).read_text()).get("model", {})
-        ckpt = recorded.get("checkpoint_path")
-        if ckpt:
-            return create_model(None, checkpoint=ckpt, device=dev, text_only=text_only, cache_dir=cache)
-        cfg = T2VConfig.from_dict(recorded.get("config", {}))
-        if not cfg.pretrained:
-            raise _fail(f"the store at {index_dir} records no checkpoint for its model: pass --checkpoint")
-        return create_model(cfg, device=dev, text_only=text_only, cache_dir=cache)
-    ckpt_path = checkpoint if checkpoint is not None else settings.model.checkpoint
-    cfg_name = config if config is not None else (None if ckpt_path else settings.model.config)
-    return create_model(cfg_name, checkpoint=ckpt_path, device=dev, text_only=text_only, cache_dir=cache)
-
-
-def _identity(model: Any) -> dict[str, Any]:
-    from indexer.store import store_identity
-
-    ident = store_identity(model)
-    if ident["weights"].startswith("random:"):
-        raise _fail(
-            f"model {model.config.name or model.config.backbone} has no trained or pretrained weights: "
-            "pass --checkpoint (a T2VParser .pt file) or a config with pretrained weights"
-        )
-    return ident
-
-
-def _open(
-    index_dir: Path, model: Any | None = None, create: bool = False, checkpoint: Path | None = None
-) -> Store:
-    """Open a store (checking the model); a new store remembers the checkpoint's path so that
-    `t2v search --index DIR` needs no model flags."""
-    from indexer.store import Store, StoreError
-
-    try:
-        ident = _identity(model) if model is not None else None
-        if ident is not None and checkpoint is not None:
-            ident["checkpoint_path"] = str(Path(checkpoint).resolve())
-        return Store.open(index_dir, ident, create=create)
-    except StoreError as e:
-        raise _fail(str(e)) from None
-    except (OSError, sqlite3.Error) as e:  # e.g. a full disk: SQLite cannot create its WAL files
-        raise _fail(f"cannot open the store {index_dir}: {e} (disk full or not writable?)") from None
-
-
-def _model_errors() -> tuple[type[Exception], ...]:
-    from model import CheckpointError, ConfigError, WeightsNotFoundError
-
-    return (CheckpointError, ConfigError, WeightsNotFoundError)
 
 
 class _Reporter:
@@ -126,7 +48,7 @@ class _Reporter:
     def __init__(self, total: int, quiet: bool = False) -> None:
         self.total = total
         self.quiet = quiet
-        self.bar: Any = None
+        self.bar: tqdm | None = None
         if sys.stderr.isatty() and not quiet:
             from tqdm import tqdm
 
@@ -178,7 +100,7 @@ def _summary(results: list[IngestResult], seconds: float) -> tuple[str, int]:
 
 
 def _run_ingest(
-    store: Store, model: Any, items: list[Any], settings: IndexerSettings, quiet: bool = False
+    store: Store, model: T2VParser, items: list[IngestItem], settings: IndexerSettings, quiet: bool = False
 ) -> tuple[list[IngestResult], float]:
     from indexer.ingest.pipeline import Ingestor
 
@@ -194,23 +116,21 @@ def _run_ingest(
 
 def _run_ray_ingest(
     store: Store,
-    model: Any,
-    items: list[Any],
+    model: T2VParser,
+    items: list[IngestItem],
     settings: IndexerSettings,
     address: str | None,
     checkpoint: Path | None,
     quiet: bool = False,
 ) -> tuple[list[IngestResult], float]:
     """`--ray`: the same ingestion as a Ray Data pipeline (indexer.ingest.distributed; Ray imported here)."""
-    from indexer.ingest.distributed import DistributedError, RayIngestor, RayOptions
+    from indexer.ingest.distributed import RayIngestor, RayOptions
 
     reporter = _Reporter(len(items), quiet)
     t0 = time.perf_counter()
     try:
         ingestor = RayIngestor.from_settings(store, model, settings, RayOptions(address=address), checkpoint)
         results = ingestor.ingest_many(items, on_progress=reporter)
-    except DistributedError as e:
-        raise _fail(str(e)) from None
     finally:
         reporter.close()
     return results, time.perf_counter() - t0
@@ -219,9 +139,9 @@ def _run_ray_ingest(
 @index_app.command("add")
 def add(
     paths: list[Path] = typer.Argument(..., help="video files, folders (recursive) or *.jsonl manifests"),
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
-    config: str | None = typer.Option(None, help=_CONFIG_HELP),
-    checkpoint: Path | None = typer.Option(None, help=_CKPT_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    checkpoint: Path | None = typer.Option(None, help=CKPT_HELP),
     device: str | None = typer.Option(None, help="'auto', 'cpu' or 'cuda[:N]'"),
     window: float | None = typer.Option(None, help="clip window in seconds (T2V_WINDOW)"),
     stride: float | None = typer.Option(None, help="step between windows in seconds (T2V_STRIDE)"),
@@ -236,21 +156,18 @@ def add(
     """Index videos into the store (created on first use); already indexed files are skipped."""
     from indexer.ingest.pipeline import IngestItem, expand_paths
 
-    settings = _with_overrides(_settings(), window, stride, batch_size)
-    index_dir = _index_dir(index, settings)
+    settings = indexer_settings(window, stride, batch_size)
+    index_dir = index_dir_of(index, settings)
     try:
         items = list(expand_paths(paths))
-    except ValueError as e:
-        raise _fail(str(e)) from None
+    except ValueError as e:  # e.g. a manifest line that is not JSON
+        fail(str(e))
     if title is not None:
         if len(items) != 1:
-            raise _fail("--title needs exactly one video")
+            fail("--title needs exactly one video")
         items = [IngestItem(items[0].path, title)]
-    try:
-        model = _load_model(index_dir, config, checkpoint, device, settings)
-    except _model_errors() as e:
-        raise _fail(str(e)) from None
-    store = _open(index_dir, model, create=True, checkpoint=checkpoint or settings.model.checkpoint)
+    model = load_model(index_dir, config, checkpoint, device, settings)
+    store = open_store(index_dir, model, create=True, checkpoint=checkpoint or settings.model.checkpoint)
     try:
         if ray or ray_address is not None:
             ckpt = checkpoint or settings.model.checkpoint
@@ -258,29 +175,29 @@ def add(
         else:
             results, secs = _run_ingest(store, model, items, settings, quiet)
     except ValueError as e:
-        raise _fail(str(e)) from None
+        fail(str(e))
     except OSError as e:  # disk full, read-only store...: committed videos stay, a rerun adds the rest
-        raise _fail(f"cannot write to the store {index_dir}: {e}") from None
+        fail(f"cannot write to the store {index_dir}: {e}")
     finally:
         try:
             store.close()
         except OSError as e:
-            raise _fail(f"cannot write to the store {index_dir}: {e}") from None
+            fail(f"cannot write to the store {index_dir}: {e}")
     text, failed = _summary(results, secs)
     typer.echo(text)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @index_app.command("rm")
 def rm(
     video_ids: list[int] = typer.Argument(..., help="video ids (see `t2v index list`)"),
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
 ) -> None:
     """Remove videos: their moments are never returned again (space is reclaimed by compact)."""
     from indexer.store import VideoNotInStoreError
 
-    store = _open(_index_dir(index, _settings()))
+    store = open_store(index_dir_of(index, indexer_settings()))
     missing = 0
     try:
         for vid in video_ids:
@@ -293,19 +210,19 @@ def rm(
     finally:
         store.close()
     if missing:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @index_app.command("list")
 def list_videos(
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     title: str | None = typer.Option(None, help="only titles containing this text"),
     offset: int = typer.Option(0, min=0),
     limit: int = typer.Option(100, min=1),
     as_json: bool = typer.Option(False, "--json", help="JSON lines"),
 ) -> None:
     """List indexed videos."""
-    store = _open(_index_dir(index, _settings()))
+    store = open_store(index_dir_of(index, indexer_settings()))
     try:
         for v in store.list_videos(offset, limit, title):
             if as_json:
@@ -318,11 +235,11 @@ def list_videos(
 
 @index_app.command("stats")
 def stats(
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Counts, dimensions, index type and model of a store."""
-    store = _open(_index_dir(index, _settings()))
+    store = open_store(index_dir_of(index, indexer_settings()))
     try:
         s = store.stats()
     finally:
@@ -342,9 +259,9 @@ def stats(
 
 
 @index_app.command("verify")
-def verify(index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP)) -> None:
+def verify(index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP)) -> None:
     """Check that FAISS ids, the float16 matrices and SQLite agree."""
-    store = _open(_index_dir(index, _settings()))
+    store = open_store(index_dir_of(index, indexer_settings()))
     try:
         report = store.verify()
     finally:
@@ -355,12 +272,12 @@ def verify(index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_
     for p in report.problems:
         typer.echo(f"problem: {p}", err=True)
     typer.echo(f"verify failed: {len(report.problems)} problems", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @index_app.command("compact")
 def compact(
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     index_type: str | None = typer.Option(
         None,
         help="pin the first-stage FAISS index: 'flat' (every row, exact), 'global' (one pooled vector "
@@ -370,11 +287,13 @@ def compact(
     ),
 ) -> None:
     """Drop deleted clips from disk and rebuild the FAISS index."""
-    store = _open(_index_dir(index, _settings()))
+    from indexer.store.vector_index import INDEX_TYPES
+
+    if index_type is not None and index_type not in INDEX_TYPES:  # before compact commits anything
+        fail(f"unknown index type {index_type!r} (choose from {', '.join(INDEX_TYPES)})")
+    store = open_store(index_dir_of(index, indexer_settings()))
     try:
         out = store.compact(index_type)
-    except ValueError as e:
-        raise _fail(str(e)) from None
     finally:
         store.close()
     typer.echo(
@@ -385,7 +304,7 @@ def compact(
 
 @index_app.command("reindex")
 def reindex(
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
     config: str | None = typer.Option(None, help="the new model's config"),
     checkpoint: Path | None = typer.Option(None, help="the new model's checkpoint"),
     device: str | None = typer.Option(None),
@@ -396,22 +315,15 @@ def reindex(
 ) -> None:
     """Rebuild the store for a new model from the original video files (then swap it in)."""
     from indexer.ingest.pipeline import IngestItem
-    from indexer.store import MANIFEST, Store, StoreError, swap_in
+    from indexer.store import swap_in
 
-    settings = _with_overrides(_settings(), window, stride, batch_size)
-    index_dir = _index_dir(index, settings)
+    settings = indexer_settings(window, stride, batch_size)
+    index_dir = index_dir_of(index, settings)
     if config is None and checkpoint is None:
-        raise _fail("reindex needs the new model: --config and/or --checkpoint")
-    if not (index_dir / MANIFEST).is_file():
-        raise _fail(f"{index_dir} is not a video store")
-    try:
-        model = _load_model(index_dir, config, checkpoint, device, settings)
-    except _model_errors() as e:
-        raise _fail(str(e)) from None
-    try:
-        old = Store.open(index_dir)
-    except StoreError as e:
-        raise _fail(str(e)) from None
+        fail("reindex needs the new model: --config and/or --checkpoint")
+    require_store(index_dir)
+    model = load_model(index_dir, config, checkpoint, device, settings)
+    old = open_store(index_dir)
     try:
         items: list[IngestItem] = []
         offset = 0
@@ -423,7 +335,7 @@ def reindex(
     tmp = index_dir.with_name(index_dir.name + ".reindex-new")
     if tmp.exists():
         shutil.rmtree(tmp)  # an earlier interrupted reindex
-    new = _open(tmp, model, create=True, checkpoint=checkpoint)
+    new = open_store(tmp, model, create=True, checkpoint=checkpoint)
     try:
         results, secs = _run_ingest(new, model, items, settings, quiet)
     finally:
@@ -432,75 +344,4 @@ def reindex(
     text, failed = _summary(results, secs)
     typer.echo(f"reindexed {index_dir} for the new model; {text}")
     if failed:
-        raise typer.Exit(1)
-
-
-def search(
-    query: str = typer.Argument(..., help="free-text query"),
-    index: Path | None = typer.Option(None, "--index", "-i", help=_INDEX_HELP),
-    top_k: int = typer.Option(10, "--top-k", "-k", min=1, max=1000),
-    group_by_video: bool = typer.Option(False, "--group-by-video", help="best moments per video"),
-    video_id: list[int] | None = typer.Option(None, "--video-id", help="only these videos (repeatable)"),
-    min_score: float | None = typer.Option(None, help="drop moments scoring below this"),
-    exhaustive: bool = typer.Option(False, help="score every clip exactly (slow; for checking)"),
-    config: str | None = typer.Option(None, help=_CONFIG_HELP),
-    checkpoint: Path | None = typer.Option(None, help=_CKPT_HELP),
-    device: str | None = typer.Option(None),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    server: str | None = typer.Option(None, "--server", help="search a running service at this URL"),
-    api_key: str | None = typer.Option(None, "--api-key", help="X-API-Key for --server"),
-) -> None:
-    """Search an index for moments (two-stage: FAISS candidates, exact partial-alignment rerank)."""
-    from indexer.search.searcher import Searcher
-    from indexer.store import MANIFEST
-
-    if server is not None:  # a remote service does the search (service/cli/remote.py)
-        from service.cli.remote import remote_search
-
-        remote_search(server, api_key, query, top_k, group_by_video, video_id or None, min_score, as_json)
-        return
-    settings = _settings()
-    index_dir = _index_dir(index, settings)
-    if not query.strip():
-        raise _fail("the query is empty")
-    if not (index_dir / MANIFEST).is_file():
-        raise _fail(f"{index_dir} is not a video store; build one with `t2v index add`")
-    try:
-        model = _load_model(index_dir, config, checkpoint, device, settings, text_only=True)
-    except _model_errors() as e:
-        raise _fail(str(e)) from None
-    store = _open(index_dir, model)
-    try:
-        result = Searcher(store, model).search(
-            query, top_k, group_by_video, video_id or None, min_score, exhaustive
-        )
-    finally:
-        store.close()
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    if not result.moments:
-        typer.echo("no results")
-        return
-    if result.groups is not None:
-        for g in result.groups:
-            typer.echo(f"{g.score:.4f}  video {g.video_id}  {g.title}  ({g.path})")
-            for m in g.moments:
-                typer.echo(f"    {m.score:.4f}  {_ts(m.start)}-{_ts(m.end)}")
-    else:
-        for m in result.moments:
-            typer.echo(
-                f"{m.score:.4f}  video {m.video_id}  {_ts(m.start)}-{_ts(m.end)}  {m.title}  ({m.path})"
-            )
-    t = result.timings_ms
-    typer.echo(
-        f"({result.candidates} candidates; encode {t['encode']:.0f} ms, candidates "
-        f"{t['candidates']:.0f} ms, rerank {t['rerank']:.0f} ms)",
-        err=True,
-    )
-
-
-def _ts(seconds: float) -> str:
-    m, s = divmod(seconds, 60)
-    h, m = divmod(int(m), 60)
-    return f"{h}:{m:02d}:{s:05.2f}" if h else f"{m}:{s:05.2f}"
+        raise typer.Exit(EXIT_SOME_FAILED)

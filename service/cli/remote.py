@@ -1,7 +1,7 @@
 """A REST client for a running service: `t2v search --server URL` and `t2v ingest --server URL`.
 
 Plain httpx (the indexer never imports FastAPI); the server's `{"error": {"code", "message"}}`
-bodies become RemoteError messages, so the CLI can print them and exit non-zero.
+bodies become RemoteError messages, which the CLI prints as one `error:` line (exit code 2).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import typer
+
+from service.cli.common import EXIT_SOME_FAILED, fail, format_time
 
 POLL_SECONDS = 0.5
 
@@ -89,11 +91,6 @@ class RemoteClient:
             time.sleep(POLL_SECONDS)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def remote_search(
     server: str,
     api_key: str | None,
@@ -105,15 +102,10 @@ def remote_search(
     as_json: bool,
 ) -> None:
     """`t2v search --server`: the same output shape as a local search, from POST /v1/search."""
-    if not query.strip():
-        raise _fail("the query is empty")
-    try:
-        with RemoteClient(server, api_key) as client:
-            body = client.search(
-                query, top_k=top_k, group_by_video=group_by_video, video_ids=video_ids, min_score=min_score
-            )
-    except RemoteError as e:
-        raise _fail(str(e)) from None
+    with RemoteClient(server, api_key) as client:
+        body = client.search(
+            query, top_k=top_k, group_by_video=group_by_video, video_ids=video_ids, min_score=min_score
+        )
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
@@ -121,9 +113,8 @@ def remote_search(
         typer.echo("no results")
         return
     for m in body["results"]:
-        typer.echo(
-            f"{m['score']:.4f}  video {m['video_id']}  {_ts(m['start'])}-{_ts(m['end'])}  {m['title']}"
-        )
+        span = f"{format_time(m['start'])}-{format_time(m['end'])}"
+        typer.echo(f"{m['score']:.4f}  video {m['video_id']}  {span}  {m['title']}")
     typer.echo(f"({body['took_ms']:.0f} ms on {server})", err=True)
 
 
@@ -140,23 +131,20 @@ def ingest(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Ingest videos into a running service (upload or server paths), with a job progress bar."""
-    try:
-        with RemoteClient(server, api_key) as client:
-            if server_paths:
-                job = client.ingest_paths(paths)
-            else:
-                files = [Path(p) for p in paths]
-                missing = [str(f) for f in files if not f.is_file()]
-                if missing:
-                    raise _fail(f"no such file: {', '.join(missing)} (use --server-paths for server files)")
-                job = client.upload(files)
-            typer.echo(f"job {job['id']}: {job['total']} item(s)", err=True)
-            if not wait:
-                typer.echo(job["id"])
-                return
-            job = _follow(client, job, quiet)
-    except RemoteError as e:
-        raise _fail(str(e)) from None
+    with RemoteClient(server, api_key) as client:
+        if server_paths:
+            job = client.ingest_paths(paths)
+        else:
+            files = [Path(p) for p in paths]
+            missing = [str(f) for f in files if not f.is_file()]
+            if missing:
+                fail(f"no such file: {', '.join(missing)} (use --server-paths for server files)")
+            job = client.upload(files)
+        typer.echo(f"job {job['id']}: {job['total']} item(s)", err=True)
+        if not wait:
+            typer.echo(job["id"])
+            return
+        job = _follow(client, job, quiet)
     failed = 0
     for item in job["items"]:
         where = f" -> video {item['video_id']}" if item.get("video_id") is not None else ""
@@ -166,7 +154,7 @@ def ingest(
     counts = ", ".join(f"{n} {k}" for k, n in sorted(job["counts"].items()) if n)
     typer.echo(f"job {job['id']} done: {counts}")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def _follow(client: RemoteClient, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
@@ -183,8 +171,3 @@ def _follow(client: RemoteClient, job: dict[str, Any], quiet: bool) -> dict[str,
         return client.wait(job["id"], update)
     finally:
         bar.close()
-
-
-def _ts(seconds: float) -> str:
-    m, s = divmod(seconds, 60)
-    return f"{int(m)}:{s:05.2f}"

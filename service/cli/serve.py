@@ -8,12 +8,12 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
 
 from indexer.settings import DEMO_CHECKPOINT
+from service.cli.common import fail
 from service.settings import ServiceSettings
 
 
@@ -51,19 +51,14 @@ def serve(
     try:
         settings = ServiceSettings.model_validate(data)
     except ValidationError as e:
-        _fail(f"invalid settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}", 2)
+        fail(f"invalid settings: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}")
     ckpt = settings.model.checkpoint
     if ckpt is not None and not Path(ckpt).is_file():
-        _fail(f"checkpoint {ckpt} does not exist (set --checkpoint or T2V_MODEL__CHECKPOINT)")
+        fail(f"checkpoint {ckpt} does not exist (set --checkpoint or T2V_MODEL__CHECKPOINT)")
     for root in settings.allowed_roots:
         if not root.is_dir():
-            _fail(f"allowed root {root} is not a directory")
+            fail(f"allowed root {root} is not a directory")
     _uvicorn(settings)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def _free_port(host: str, preferred: int) -> int:
@@ -99,8 +94,7 @@ def demo(
     try:
         summary = build_demo(settings, workdir / "videos", log=lambda m: typer.echo(m))
     except Exception as e:  # a clear line, not a trace
-        typer.echo(f"error: building the demo failed: {e}", err=True)
-        raise typer.Exit(1) from e
+        fail(f"building the demo failed: {e}")
     if no_serve:
         return
     settings.port = _free_port(settings.host, port)

@@ -3,41 +3,32 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from service.cli.common import cli_errors, fail
 
-class _Fail(Exception):
-    pass
+if TYPE_CHECKING:
+    import numpy as np
+    from tqdm import tqdm
 
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Known error types become 'error: ...' and exit code 1 instead of a traceback."""
-    from indexer.corpora.datasets import DatasetError
-    from indexer.media.video import VideoError
-    from model import CheckpointError, ConfigError, WeightsNotFoundError
-
-    try:
-        yield
-    except (ConfigError, CheckpointError, WeightsNotFoundError, DatasetError, VideoError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    from indexer.corpora.datasets import RetrievalSet
+    from model import T2VParser
+    from model.backbone import PreprocessCfg
 
 
-def _progress(total: int, desc: str) -> Any:
+def _progress(total: int, desc: str) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, file=sys.stderr, unit="clip", dynamic_ncols=True)
 
 
-def _load_frames(spec: str, pre: Any, frames: int, per_segment: int, cache_dir: str, workers: int) -> Any:
+def _load_frames(
+    spec: str, pre: PreprocessCfg, frames: int, per_segment: int, cache_dir: str, workers: int
+) -> tuple[RetrievalSet, np.ndarray]:
     """(data set, (N, T, P, S, S, 3) uint8 frames), decoding only what the cache lacks."""
     from indexer.corpora.datasets import FrameCache, load_dataset
 
@@ -48,7 +39,7 @@ def _load_frames(spec: str, pre: Any, frames: int, per_segment: int, cache_dir: 
     return ds, arr
 
 
-def evaluate(model: Any, spec: str, cache_dir: str, workers: int = 2) -> dict[str, Any]:
+def evaluate(model: T2VParser, spec: str, cache_dir: str, workers: int = 2) -> dict[str, Any]:
     """Metrics over all captions and per caption kind (e.g. partial / full)."""
     from model.metrics import retrieval_metrics
     from model.train import score_dataset
@@ -103,6 +94,7 @@ def train(
 
     from indexer.settings import resolve_device
     from model import get_config
+    from model.fileio import write_bytes_atomic
     from model.train import TrainConfig, TrainData, Trainer
 
     overrides = {
@@ -123,13 +115,13 @@ def train(
         "cache_dir": cache_dir,
         "balance_kinds": balance_kinds,
     }
-    with _user_errors():
+    with cli_errors(ValueError):  # also the data set and frame code's ValueErrors
         if config is not None:
             cfg = TrainConfig.from_file(config, **overrides)
         else:
             cfg = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
         if not cfg.train:
-            raise ValueError("no training data: pass --train or set 'train' in the config file")
+            fail("no training data: pass --train or set 'train' in the config file")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         dev = resolve_device(cfg.device)
@@ -151,10 +143,7 @@ def train(
         path = trainer.fit()
         typer.echo(f"model checkpoint: {path}")
         if export is not None:
-            export.parent.mkdir(parents=True, exist_ok=True)
-            tmp = export.with_name(f".{export.name}.tmp")
-            tmp.write_bytes(path.read_bytes())
-            os.replace(tmp, export)
+            write_bytes_atomic(export, path.read_bytes())
             typer.echo(f"exported: {export}")
         if cfg.val:
             trainer.model.eval()
@@ -188,13 +177,13 @@ def eval_cmd(
     from indexer.settings import resolve_device
     from model import create_model, model_identity
 
-    with _user_errors():
-        if checkpoint is None and config is None:
-            raise ValueError("pass --checkpoint and/or --config")
+    if checkpoint is None and config is None:
+        fail("pass --checkpoint and/or --config")
+    if mode is not None and checkpoint is None:
+        fail("--mode needs a --checkpoint")
+    with cli_errors(ValueError):
         torch.manual_seed(0)  # a config without weights (zero-shot baseline) is then reproducible
-        if mode is not None:
-            if checkpoint is None:
-                raise ValueError("--mode needs a --checkpoint")
+        if mode is not None and checkpoint is not None:
             m = _with_mode(checkpoint, mode, resolve_device(device), frames)
         else:
             m = create_model(config, checkpoint=checkpoint, device=resolve_device(device))
@@ -206,7 +195,7 @@ def eval_cmd(
             out.write_text(json.dumps(res, indent=1) + "\n")
 
 
-def _with_mode(checkpoint: Path, mode: str, device: str, frames: int | None = None) -> Any:
+def _with_mode(checkpoint: Path, mode: str, device: str, frames: int | None = None) -> T2VParser:
     """A checkpoint's weights under another scoring mode with the same parameters."""
     from model import T2VParser, read_checkpoint
     from model.backbone import ClipBackbone
@@ -232,7 +221,7 @@ def synth(
     """Generate the synthetic partial-alignment benchmark (videos + train/val/test manifests)."""
     from indexer.corpora.synthetic import generate_benchmark
 
-    with _user_errors():
+    with cli_errors(ValueError):
         manifests = generate_benchmark(out_dir, seed, train_videos, val_videos, test_videos, workers)
     for split, path in manifests.items():
         typer.echo(f"{split}: {path}")

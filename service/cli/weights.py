@@ -12,29 +12,18 @@ from service.settings import ServiceSettings
 
 def preload() -> None:
     """Fetch/verify the configured weights: a T2VParser checkpoint, or open_clip name + tag."""
-    from model import (
-        CheckpointError,
-        ConfigError,
-        WeightsNotFoundError,
-        get_config,
-        read_checkpoint,
-        resolve_pretrained,
-    )
+    from model import get_config, read_checkpoint, resolve_pretrained
 
-    settings = ServiceSettings()
-    try:
-        if settings.model.checkpoint is not None:
-            cfg, _, digest = read_checkpoint(settings.model.checkpoint)
-            typer.echo(
-                f"checkpoint {settings.model.checkpoint} ok: {cfg.name or cfg.backbone}, sha256 {digest[:12]}"
-            )
-            return
-        cfg = get_config(settings.model.config)
-        if not cfg.pretrained:
-            typer.echo(f"config {cfg.name}: random-init backbone, nothing to preload")
-            return
-        path = resolve_pretrained(cfg.backbone, cfg.pretrained, settings.model.cache_dir)
-        typer.echo(f"weights {cfg.backbone}/{cfg.pretrained} cached at {path}")
-    except (CheckpointError, ConfigError, WeightsNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    settings = ServiceSettings()  # CheckpointError, ConfigError, WeightsNotFoundError: cli_errors
+    if settings.model.checkpoint is not None:
+        cfg, _, digest = read_checkpoint(settings.model.checkpoint)
+        typer.echo(
+            f"checkpoint {settings.model.checkpoint} ok: {cfg.name or cfg.backbone}, sha256 {digest[:12]}"
+        )
+        return
+    cfg = get_config(settings.model.config)
+    if not cfg.pretrained:
+        typer.echo(f"config {cfg.name}: random-init backbone, nothing to preload")
+        return
+    path = resolve_pretrained(cfg.backbone, cfg.pretrained, settings.model.cache_dir)
+    typer.echo(f"weights {cfg.backbone}/{cfg.pretrained} cached at {path}")

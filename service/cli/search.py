@@ -1,0 +1,79 @@
+"""`t2v search`: moments of a local store, or of a running service with `--server`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from service.cli.common import fail, format_time
+from service.cli.store_access import (
+    CKPT_HELP,
+    CONFIG_HELP,
+    INDEX_HELP,
+    index_dir_of,
+    indexer_settings,
+    load_model,
+    open_store,
+    require_store,
+)
+
+
+def search(
+    query: str = typer.Argument(..., help="free-text query"),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+    top_k: int = typer.Option(10, "--top-k", "-k", min=1, max=1000),
+    group_by_video: bool = typer.Option(False, "--group-by-video", help="best moments per video"),
+    video_id: list[int] | None = typer.Option(None, "--video-id", help="only these videos (repeatable)"),
+    min_score: float | None = typer.Option(None, help="drop moments scoring below this"),
+    exhaustive: bool = typer.Option(False, help="score every clip exactly (slow; for checking)"),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    checkpoint: Path | None = typer.Option(None, help=CKPT_HELP),
+    device: str | None = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    server: str | None = typer.Option(None, "--server", help="search a running service at this URL"),
+    api_key: str | None = typer.Option(None, "--api-key", help="X-API-Key for --server"),
+) -> None:
+    """Search an index for moments (two-stage: FAISS candidates, exact partial-alignment rerank)."""
+    if not query.strip():
+        fail("the query is empty")
+    if server is not None:  # a remote service does the search (service/cli/remote.py)
+        from service.cli.remote import remote_search
+
+        remote_search(server, api_key, query, top_k, group_by_video, video_id or None, min_score, as_json)
+        return
+    from indexer.search.searcher import Searcher
+
+    settings = indexer_settings()
+    index_dir = index_dir_of(index, settings)
+    require_store(index_dir)
+    model = load_model(index_dir, config, checkpoint, device, settings, text_only=True)
+    store = open_store(index_dir, model)
+    try:
+        result = Searcher(store, model).search(
+            query, top_k, group_by_video, video_id or None, min_score, exhaustive
+        )
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if not result.moments:
+        typer.echo("no results")
+        return
+    if result.groups is not None:
+        for g in result.groups:
+            typer.echo(f"{g.score:.4f}  video {g.video_id}  {g.title}  ({g.path})")
+            for m in g.moments:
+                typer.echo(f"    {m.score:.4f}  {format_time(m.start)}-{format_time(m.end)}")
+    else:
+        for m in result.moments:
+            span = f"{format_time(m.start)}-{format_time(m.end)}"
+            typer.echo(f"{m.score:.4f}  video {m.video_id}  {span}  {m.title}  ({m.path})")
+    t = result.timings_ms
+    typer.echo(
+        f"({result.candidates} candidates; encode {t['encode']:.0f} ms, candidates "
+        f"{t['candidates']:.0f} ms, rerank {t['rerank']:.0f} ms)",
+        err=True,
+    )
