@@ -3,23 +3,20 @@
 `Store` is the facade; the parts it composes live beside it. Import the public names from here.
 """
 
-from indexer.store.facade import (
-    MANIFEST,
+from indexer.store.facade import Store
+from indexer.store.identity import identity_differences, store_identity
+from indexer.store.layout import MANIFEST, finish_swap, swap_in
+from indexer.store.records import (
     ClipRecord,
     ClipSpan,
     ModelMismatchError,
     NewVideo,
-    Store,
     StoreBusyError,
     StoreError,
     StoreStats,
     VerifyReport,
     VideoNotInStoreError,
     VideoRecord,
-    finish_swap,
-    identity_differences,
-    store_identity,
-    swap_in,
 )
 
 __all__ = [

@@ -8,13 +8,14 @@ truth, so the index can always be rebuilt (or caught up) from them.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
+
+from model.fileio import atomic_path
 
 # Up to this many stored floats (rows x D, 512 MiB as float32) an exact flat scan is fast enough
 # (~0.25 s per query set on one busy core, recall 1.0); beyond it an IVF index answers in ms.
@@ -184,12 +185,11 @@ def pooled_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     return index_ids(index), vectors
 
 
-def write_atomic(index: faiss.Index, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    faiss.write_index(index, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def write_atomic(index: faiss.Index, path: Path, mode: int | None = None) -> None:
+    """Replace `path` by `index` durably (readers see the old file or the new one, never a torn
+    one); `mode`: the file's permission bits (default: private, as mkstemp makes it)."""
+    with atomic_path(path, mode) as tmp:
+        faiss.write_index(index, str(tmp))
 
 
 def read(path: Path, spec: IndexSpec) -> faiss.Index:

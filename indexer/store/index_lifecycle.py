@@ -1,0 +1,189 @@
+"""The FAISS index of the store's current generation: its file and its entry in the manifest;
+loading, catching up with commits, persisting, the automatic upgrade as the store grows, rebuilds.
+
+The index is derived data: whatever it lacks or gets wrong is rebuilt from the matrices, which
+this part reads through the store (a `Clips` per call: holding the store would make a cycle that
+keeps a closed store's index in memory until the garbage collector runs).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexer.store import layout
+from indexer.store import vector_index as vi
+from indexer.store.records import StoreError
+from indexer.store.segments import CHUNK
+
+
+def _training_size(spec: vi.IndexSpec) -> int:
+    return max(spec.nlist * 40, 10_000)
+
+
+@dataclass(frozen=True)
+class Clips:
+    """What the index is derived from, read through the store."""
+
+    ids: Callable[[], np.ndarray]  # every committed clip id, in order (a copy)
+    matrices: Callable[[np.ndarray], np.ndarray]  # clip ids -> (C, T+K, D) float16
+
+
+class IndexLifecycle:
+    def __init__(self, root: Path, manifest: dict[str, Any], lock: threading.RLock) -> None:
+        """lock: the store's in-memory lock (the index is searched under it)."""
+        self.root = root
+        self.manifest = manifest
+        self.dim = int(manifest["dim"])
+        self.vectors_per_clip = int(manifest["vectors_per_clip"])
+        self._lock = lock
+        self._index: faiss.Index | None = None  # None until loaded, and between generations
+        self.spec = vi.IndexSpec()
+        self.generation = -1
+        self.dirty = False  # the index file or the manifest's counts lag behind this process's writes
+
+    @property
+    def index(self) -> faiss.Index:
+        if self._index is None:
+            raise StoreError("the FAISS index is not loaded")  # a bug: every read refreshes first
+        return self._index
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    # ------------------------------------------------------------ loading
+    def outdated(self, generation: int) -> bool:
+        """Must the index be loaded again (after someone committed)?"""
+        return generation != self.generation or self._index is None or self._changed_elsewhere()
+
+    def _changed_elsewhere(self) -> bool:
+        """Another process replaced the index (an automatic upgrade or a rebuild): its manifest is
+        newer than ours and names another index."""
+        try:
+            disk = layout.read_manifest(self.root)
+        except StoreError:
+            return False  # being replaced right now: the next commit we see checks again
+        newer = float(disk.get("updated_at", 0)) > float(self.manifest.get("updated_at", 0))
+        return newer and vi.IndexSpec.from_dict(disk["index"]) != self.spec
+
+    def load(self, generation: int, clips: Clips) -> None:
+        """The saved index of `generation`, or a fresh empty one when it is missing, torn or not
+        of the manifest's type (the caller's catch-up then fills it)."""
+        self.manifest = layout.read_manifest(self.root)
+        self.spec = vi.IndexSpec.from_dict(self.manifest["index"])
+        self.generation = generation
+        path = layout.index_path(self.root, generation)
+        index = None
+        if path.exists():
+            try:
+                index = vi.read(path, self.spec)
+            except RuntimeError:
+                index = None  # unreadable (torn by a crash): rebuilt from the matrices
+        if index is None or index.d != self.dim or not vi.matches(index, self.spec):
+            index = self._fresh(self.spec, clips)
+        self._index = index
+
+    def catch_up(self, committed: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Add every committed clip (ids in order) above the index's largest id."""
+        missing = committed[committed > vi.max_id(self.index)].copy()
+        for start in range(0, len(missing), CHUNK):
+            chunk = missing[start : start + CHUNK]
+            vi.add_clips(self.index, chunk, matrices(chunk), vi.is_pooled(self.spec))
+            self.dirty = True
+
+    def _fresh(self, spec: vi.IndexSpec, clips: Clips, train: np.ndarray | None = None) -> faiss.Index:
+        if train is None and spec.type in ("ivf", "global-ivf"):
+            train = self._training_sample(clips, _training_size(spec), vi.is_pooled(spec))
+        return vi.build_index(spec, self.dim, train)
+
+    def _training_sample(self, clips: Clips, n: int, pooled: bool) -> np.ndarray:
+        ids = clips.ids()
+        if not len(ids):
+            raise StoreError("an ivf index needs stored vectors to train on")
+        rng = np.random.default_rng(0)
+        per_clip = 1 if pooled else self.vectors_per_clip
+        pick = rng.choice(len(ids), size=min(len(ids), max(1, n // per_clip)), replace=False)
+        mats = clips.matrices(ids[np.sort(pick)])
+        return vi.pool(mats) if pooled else mats.reshape(-1, self.dim).astype(np.float32)
+
+    # ------------------------------------------------------------ persisting
+    def persist(self, counts: dict[str, int], force: bool = False) -> None:
+        """Under the write lock: the index file (when changed, or `force`), then the manifest.
+
+        Searches keep running meanwhile: the write lock stops every commit, so the index cannot
+        change while it is written outside the in-memory lock."""
+        with self._lock:
+            dirty, index, generation = self.dirty or force, self.index, self.generation
+            self.dirty = False
+        try:
+            if dirty:
+                vi.write_atomic(index, layout.index_path(self.root, generation), layout.file_mode(self.root))
+        except BaseException:
+            self.dirty = True
+            raise
+        with self._lock:
+            self.manifest.update(
+                counts=counts, generation=generation, index=self.spec.to_dict(), updated_at=time.time()
+            )
+            layout.write_manifest(self.root, self.manifest)
+
+    def start_generation(self, clips: int, index_type: str | None) -> None:
+        """Compaction committed a new generation of `clips` clips: record its index type (chosen
+        by size unless given, which pins it) and drop the old index; the next load builds it."""
+        spec = vi.choose_spec(clips, self.vectors_per_clip, self.dim, index_type)
+        self.manifest["index"] = spec.to_dict()
+        if index_type is not None:
+            self.manifest["index_pinned"] = True
+        layout.write_manifest(self.root, self.manifest)
+        self._index = None
+
+    # ------------------------------------------------------------ replacing the index
+    def outgrown(self, clips: int) -> bool:
+        """Has the store outgrown an automatically chosen index? (flat past its size -> global-ivf;
+        IVF lists trained on under a quarter of today's clips)."""
+        if self.manifest.get("index_pinned", False):
+            return False
+        return vi.needs_rebuild(self.spec, clips, self.vectors_per_clip, self.dim)
+
+    def rebuild(self, clips: Clips, index_type: str | None = None) -> vi.IndexSpec:
+        """Replace the index by one of `index_type` (pinned from then on; None: chosen by size and
+        not pinned) over every committed clip. The caller persists it."""
+        ids = clips.ids()
+        spec = vi.choose_spec(len(ids), self.vectors_per_clip, self.dim, index_type)
+        index = self._index_over(spec, ids, clips)
+        with self._lock:
+            self.spec = spec
+            self.manifest["index"] = spec.to_dict()
+            self.manifest["index_pinned"] = index_type is not None
+            self._index = index
+            self.dirty = True
+        return spec
+
+    def _index_over(self, spec: vi.IndexSpec, ids: np.ndarray, clips: Clips) -> faiss.Index:
+        """A new index of type `spec` holding clips `ids` (read back from the matrices, or for a
+        pooled -> pooled rebuild from the current index's own vectors)."""
+        # 8-bit codes decode approximately: fine to re-encode into another 8-bit index (a stage-1
+        # proposal), not to become the vectors of an exact one
+        lossless = self.spec.codec != "sq8" or spec.codec == "sq8"
+        if vi.is_pooled(spec) and vi.is_pooled(self.spec) and self._index is not None and lossless:
+            have, vectors = vi.pooled_vectors(self._index)
+            if len(have) == len(ids) and np.array_equal(np.sort(have), np.sort(ids)):
+                rng = np.random.default_rng(0)
+                n = min(len(have), _training_size(spec))
+                train = vectors[np.sort(rng.choice(len(have), size=n, replace=False))]
+                index = self._fresh(spec, clips, train if spec.type == "global-ivf" else None)
+                index.add_with_ids(vectors, have)
+                return index
+        index = self._fresh(spec, clips)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            vi.add_clips(index, chunk, clips.matrices(chunk), vi.is_pooled(spec))
+        return index

@@ -1,0 +1,138 @@
+"""Reports over a whole store: `verify` (do FAISS, the matrices and SQLite agree?), `stats` and
+the counts the manifest records. Compaction is the facade's (it moves every part at once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexer.store import layout
+from indexer.store import vector_index as vi
+from indexer.store.index_lifecycle import IndexLifecycle
+from indexer.store.metadata import ClipRow, Metadata, SegmentRow
+from indexer.store.records import StoreStats, VerifyReport
+from indexer.store.segments import CHUNK, Segments
+
+_MAX_LISTED = 20  # problems of one kind listed per check
+
+
+def counts(meta: Metadata, vectors_per_clip: int) -> dict[str, int]:
+    """The manifest's counts: live videos, live clips and vectors, tombstoned clips."""
+    videos, clips, dead = meta.counts()
+    live = clips - dead
+    return {"videos": videos, "clips": live, "vectors": live * vectors_per_clip, "deleted_clips": dead}
+
+
+def stats(
+    root: Path, counted: dict[str, int], faiss_index: IndexLifecycle, identity: dict[str, Any]
+) -> StoreStats:
+    disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    return StoreStats(
+        path=str(root),
+        format_version=layout.VERSION,
+        videos=counted["videos"],
+        clips=counted["clips"],
+        vectors=counted["vectors"],
+        deleted_clips=counted["deleted_clips"],
+        dim=faiss_index.dim,
+        vectors_per_clip=faiss_index.vectors_per_clip,
+        index=faiss_index.spec.to_dict(),
+        index_vectors=int(faiss_index.index.ntotal),
+        generation=faiss_index.generation,
+        disk_bytes=disk,
+        model=identity,
+    )
+
+
+def verify(
+    meta: Metadata,
+    segments: Segments,
+    index: faiss.Index,
+    spec: vi.IndexSpec,
+    matrices: Callable[[np.ndarray], np.ndarray],
+) -> VerifyReport:
+    """Check that FAISS ids, the matrices and SQLite agree (read-only), step by step."""
+    clips = meta.clips_after(0)
+    videos = meta.video_clip_counts()
+    segs = meta.segments()
+    ids = np.asarray([c[0] for c in clips], dtype=np.int64)
+    per_clip = 1 if vi.is_pooled(spec) else segments.vectors_per_clip
+    problems = [
+        *_clip_rows(clips, videos, segs),
+        *_video_clip_counts(clips, videos),
+        *segments.short_files(segs),
+        *_faiss_rows(index, ids, per_clip),
+        *_unit_rows(ids, matrices),
+    ]
+    return VerifyReport(ok=not problems, checked_clips=len(clips), problems=problems)
+
+
+def _clip_rows(
+    clips: Sequence[ClipRow], videos: dict[int, tuple[int, str]], segs: Sequence[SegmentRow]
+) -> list[str]:
+    """Every clip belongs to a video and sits in its own committed row of a known segment."""
+    files = {seg_id: (fname, n) for seg_id, fname, n in segs}
+    problems = []
+    seen: set[tuple[int, int]] = set()
+    for cid, vid, seg, row in clips:
+        if vid not in videos:
+            problems.append(f"clip {cid} belongs to missing video {vid}")
+        if seg not in files:
+            problems.append(f"clip {cid} points to missing segment {seg}")
+        elif not 0 <= row < files[seg][1]:
+            problems.append(f"clip {cid} row {row} outside segment {files[seg][0]}")
+        if (seg, row) in seen:
+            problems.append(f"clip {cid} shares matrix row {row} of segment {seg}")
+        seen.add((seg, row))
+    return problems
+
+
+def _video_clip_counts(clips: Sequence[ClipRow], videos: dict[int, tuple[int, str]]) -> list[str]:
+    """Each video records as many clips as are stored for it."""
+    per_video: dict[int, int] = {}
+    for _, vid, _, _ in clips:
+        per_video[vid] = per_video.get(vid, 0) + 1
+    return [
+        f"video {vid} ({state}) records {n} clips, {per_video.get(vid, 0)} stored"
+        for vid, (n, state) in videos.items()
+        if per_video.get(vid, 0) != n
+    ]
+
+
+def _faiss_rows(index: faiss.Index, ids: np.ndarray, per_clip: int) -> list[str]:
+    """FAISS holds exactly `per_clip` rows for each committed clip and none for unknown ids."""
+    counts = np.bincount(vi.index_ids(index)) if index.ntotal else np.zeros(1, np.int64)
+    have = np.zeros(len(ids), dtype=np.int64)
+    inside = ids < len(counts)
+    have[inside] = counts[ids[inside]]
+    problems = [
+        f"clip {cid} has {int(counts[cid]) if cid < len(counts) else 0} FAISS rows"
+        for cid in ids[have != per_clip][:_MAX_LISTED].tolist()
+    ]
+    known = np.zeros(len(counts), dtype=bool)
+    known[ids[inside]] = True
+    strays = np.nonzero((counts > 0) & ~known)[0]
+    problems += [f"FAISS holds rows for unknown clip {cid}" for cid in strays[:_MAX_LISTED].tolist()]
+    return problems
+
+
+def _unit_rows(ids: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]) -> list[str]:
+    """The matrices are readable, finite, unit-norm rows (catches torn or zeroed writes)."""
+    problems = []
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        try:
+            mats = matrices(chunk).astype(np.float32)
+        except (KeyError, OSError, ValueError) as e:
+            problems.append(f"matrices of clips {chunk[0]}..{chunk[-1]} unreadable: {e}")
+            continue
+        norms = np.linalg.norm(mats, axis=-1)  # (C, n_v)
+        bad = ~np.isfinite(norms).all(axis=1) | (np.abs(norms - 1).max(axis=1) > 0.02)
+        problems += [
+            f"clip {cid} matrix rows are not unit vectors" for cid in chunk[bad][:_MAX_LISTED].tolist()
+        ]
+    return problems
