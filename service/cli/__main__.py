@@ -1,4 +1,4 @@
-"""`python -m service.cli`: the `t2v` command without the installed script (the tests run it so)."""
+"""`python -m service.cli`: the same as the `t2v` command."""
 
 from service.cli import main
 
