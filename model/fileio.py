@@ -50,16 +50,17 @@ def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
+    with atomic_path(path, mode) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """`mode`: as for atomic_path (e.g. 0o644 for a file other users read)."""
+    with atomic_path(path, mode) as tmp:
         tmp.write_text(text)
 
 
-def write_json_atomic(path: Path, data: object, indent: int | None = 2) -> None:
+def write_json_atomic(path: Path, data: object, indent: int | None = 2, mode: int | None = None) -> None:
     """JSON with sorted keys (stable diffs and hashes) and a final newline."""
-    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True) + "\n", mode)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ import numpy as np
 
 from indexer.media.video import probe, sample_frames
 from model.backbone import PreprocessCfg
+from model.fileio import atomic_path
 
 
 class DatasetError(ValueError):
@@ -257,15 +256,8 @@ class FrameCache:
         times = cache_times(start, end, self.frames, self.per_segment)
         arr = sample_frames(clip.video, times, self.pre).frames  # (T*P, S, S, 3)
         arr = arr.reshape(self.frames, self.per_segment, *arr.shape[1:])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-        os.close(fd)
-        try:
-            np.save(tmp, arr)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr)  # a file object: np.save would append .npy to a path
         return arr
 
     def load_all(

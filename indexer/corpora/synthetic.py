@@ -9,10 +9,8 @@ direction is visible in a single frame: the model scores frame *sets* without te
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.media.video import ffmpeg_exe
+from model.fileio import atomic_path, write_text_atomic
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (225, 35, 35),
@@ -140,9 +139,6 @@ def scene_frames(scene: Scene, size: int = SIZE, fps: int = FPS) -> Iterator[np.
 
 def render_video(path: Path, scenes: Sequence[Scene], size: int = SIZE, fps: int = FPS) -> Path:
     """Encode the scenes back to back as an H.264 mp4, bit-exact for the same input; atomic write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(fd)
     cmd = [
         ffmpeg_exe(),
         "-y",
@@ -174,10 +170,12 @@ def render_video(path: Path, scenes: Sequence[Scene], size: int = SIZE, fps: int
         "+bitexact",
         "-flags:v",
         "+bitexact",
-        tmp,
+        "-f",
+        "mp4",  # the temporary file's name does not end in .mp4
     ]
-    try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    # 0o644: mkstemp makes it private; videos are meant to be served
+    with atomic_path(path, mode=0o644) as tmp:
+        proc = subprocess.Popen([*cmd, str(tmp)], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdin is not None
         for scene in scenes:
             for frame in scene_frames(scene, size, fps):
@@ -186,11 +184,6 @@ def render_video(path: Path, scenes: Sequence[Scene], size: int = SIZE, fps: int
         err = proc.stderr.read() if proc.stderr else b""
         if proc.wait() != 0:
             raise RuntimeError(f"ffmpeg failed rendering {path}: {err.decode(errors='replace')[-500:]}")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; videos are meant to be served
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -383,7 +376,7 @@ def generate_benchmark(
                     rows.append({"video": rel, "caption": s.phrase(), "kind": "partial", "scene": j})
             rows.append({"video": rel, "caption": full_caption(scenes), "kind": "full", "scene": None})
         path = out_dir / f"{split}.jsonl"
-        _write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows), mode=0o644)
         manifests[split] = path
     # Scene-level pairs from the training videos (a clip = one scene's time window): the
     # stand-in for CLIP's image-text pre-training, since no pretrained CLIP exists offline.
@@ -395,7 +388,7 @@ def generate_benchmark(
                 {"video": rel, "caption": s.caption(), "start": a, "end": b, "kind": "scene", "scene": j}
             )
     manifests["pretrain"] = out_dir / "pretrain.jsonl"
-    _write_text_atomic(manifests["pretrain"], "".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(manifests["pretrain"], "".join(json.dumps(r) + "\n" for r in rows), mode=0o644)
     info = {
         "seed": seed,
         "counts": {s: len(plan.videos[s]) for s in SPLITS},
@@ -403,12 +396,5 @@ def generate_benchmark(
         "fps": FPS,
         "size": SIZE,
     }
-    _write_text_atomic(out_dir / "benchmark.json", json.dumps(info, indent=1) + "\n")
+    write_text_atomic(out_dir / "benchmark.json", json.dumps(info, indent=1) + "\n", mode=0o644)
     return manifests
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
