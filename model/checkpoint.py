@@ -105,7 +105,7 @@ def read_checkpoint(path: str | Path, verify: bool = True) -> tuple[T2VConfig, d
 
 def check_compatible(expected: T2VConfig, found: T2VConfig, source: str) -> None:
     """Raise CheckpointError naming every architecture field that differs."""
-    a, b = expected.to_dict(), found.to_dict()
+    a, b = expected.to_dict(full=True), found.to_dict(full=True)  # same keys on both sides
     diffs = [
         f"{k}: config has {a[k]!r}, checkpoint has {b[k]!r}"
         for k in a

@@ -31,6 +31,9 @@ class T2VConfig:
     pre_norm: bool = False  # LayerNorm before each decoder sub-layer (reference has none)
     diversity_weight: float = 0.08  # weight of the view-diversity regulariser in the loss
     name: str = ""  # registry name (file stem); informational
+    # Temporal branch over the frame sequence (0 = off: frames are an unordered set, as before).
+    temporal_layers: int = 0
+    temporal_heads: int = 8  # head width 64 at D=512, as in CLIP's own attention
 
     def __post_init__(self) -> None:
         if self.mode not in ("trained", "zeroshot", "meanp"):
@@ -43,6 +46,10 @@ class T2VConfig:
             raise ConfigError(f"a {self.mode} config has num_tokens = 0")
         if self.tau <= 0:
             raise ConfigError("tau must be > 0")
+        if self.temporal_layers < 0 or self.temporal_heads < 1:
+            raise ConfigError("temporal_layers must be >= 0 and temporal_heads >= 1")
+        if self.zeroshot and self.temporal_layers > 0:
+            raise ConfigError("a zeroshot config has no trained weights, so no temporal branch")
 
     @property
     def zeroshot(self) -> bool:
@@ -52,8 +59,18 @@ class T2VConfig:
     def meanp(self) -> bool:
         return self.mode == "meanp"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self, full: bool = False) -> dict[str, Any]:
+        """The config as JSON data. Fields added after the first release are left out while they
+        hold their default, so the configs (and store/model identities) of existing checkpoints
+        and stores stay byte-for-byte what they were; `full=True` lists every field."""
+        data = dataclasses.asdict(self)
+        if not full:
+            for key, default in _OMIT_WHEN_DEFAULT.items():
+                if data[key] == default:
+                    del data[key]
+            if self.temporal_layers == 0:  # the branch is off: its head count means nothing
+                data.pop("temporal_heads", None)
+        return data
 
     def replace(self, **changes: Any) -> T2VConfig:
         return dataclasses.replace(self, **changes)
@@ -72,6 +89,13 @@ class T2VConfig:
             return cls(**merged)
         except TypeError as e:  # wrong value types
             raise ConfigError(str(e)) from e
+
+
+_OMIT_WHEN_DEFAULT: dict[str, Any] = {
+    f.name: f.default
+    for f in dataclasses.fields(T2VConfig)
+    if f.name in ("temporal_layers", "temporal_heads")
+}
 
 
 def list_models() -> list[str]:

@@ -16,12 +16,14 @@ from .adt import ADTDecoder, FeedForward
 from .backbone import ClipBackbone
 from .config import T2VConfig
 from .scoring import partial_alignment_scores
+from .temporal import TemporalBranch
 
 
 @dataclass
 class VideoSets:
     vectors: Tensor  # (B, T+K, D) rows L2-normalised: [frames ; views]
-    views: Tensor | None = None  # (B, K, D) raw decoder outputs (for the diversity loss)
+    views: Tensor | None = None  # (B, K, D) raw decoder outputs
+    views_plus: Tensor | None = None  # (B, K, D) the views after "plus" (the diversity loss's input)
 
 
 @dataclass
@@ -29,6 +31,7 @@ class TextSets:
     vectors: Tensor  # (B, L+K, D) rows L2-normalised: [tokens ; views], padding rows zero
     mask: Tensor  # (B, L+K) True for valid rows
     views: Tensor | None = None  # (B, K, D) raw decoder outputs
+    views_plus: Tensor | None = None  # (B, K, D) the views after "plus"
 
 
 class T2VParser(nn.Module):
@@ -51,6 +54,14 @@ class T2VParser(nn.Module):
             self.frame_mlp = FeedForward(d)  # M_v = MLP_v(F), no residual
             self.video_decoder = ADTDecoder(d, layers, heads, config.pre_norm)
             self.text_decoder = ADTDecoder(d, layers, heads, config.pre_norm)
+        # Built last: the other modules get the same initial weights as without it, for a seed.
+        # Named "visual_*" so that every name-based split of the video side (drop_visual, the
+        # store's text-side weights fingerprint) counts it with the image tower.
+        self.visual_temporal: TemporalBranch | None = None
+        if config.temporal_layers > 0:
+            self.visual_temporal = TemporalBranch(
+                d, config.frames, config.temporal_layers, config.temporal_heads
+            )
 
     @property
     def num_video_vectors(self) -> int:
@@ -69,8 +80,14 @@ class T2VParser(nn.Module):
         feats = self.backbone.encode_frames(frames).float()  # (B, T, D)
         return self.video_sets_from_features(feats)
 
+    def frame_vectors(self, feats: Tensor) -> Tensor:
+        """Image-tower frame vectors (B, T, D) in time order -> the frame rows every later step
+        uses (memory, global vector, stored rows): through the temporal branch when it is on."""
+        return feats if self.visual_temporal is None else self.visual_temporal(feats)
+
     def video_sets_from_features(self, feats: Tensor) -> VideoSets:
         """The part after the image tower: (B, T, D) frame vectors -> (B, T+K, D) video sets."""
+        feats = self.frame_vectors(feats)  # (B, T, D)
         if self.config.zeroshot:
             return VideoSets(vectors=F.normalize(feats, dim=-1))
         if self.config.meanp:  # one vector per clip; the score then reduces to a cosine
@@ -81,7 +98,7 @@ class T2VParser(nn.Module):
         views = self.video_decoder(self.query_tokens, memory)  # (B, K, D)
         views_plus = self._plus(views, feats.mean(dim=1))  # (B, K, D)
         vectors = F.normalize(torch.cat([feats, views_plus], dim=1), dim=-1)  # (B, T+K, D)
-        return VideoSets(vectors=vectors, views=views)
+        return VideoSets(vectors=vectors, views=views, views_plus=views_plus)
 
     def tokenize(self, texts: list[str]) -> Tensor:
         return self.backbone.tokenize(texts)
@@ -104,7 +121,7 @@ class T2VParser(nn.Module):
         vectors = torch.cat([token_vecs, views_plus], dim=1)  # (B, L+K, D)
         full_mask = torch.cat([mask, torch.ones_like(mask[:, : views.shape[1]])], dim=1)
         vectors = F.normalize(vectors, dim=-1) * full_mask.unsqueeze(-1)  # zero the padding rows
-        return TextSets(vectors=vectors, mask=full_mask, views=views)
+        return TextSets(vectors=vectors, mask=full_mask, views=views, views_plus=views_plus)
 
     def score(self, text: TextSets, videos: Tensor, video_mask: Tensor | None = None) -> Tensor:
         """(Q, N) partial-alignment scores of query sets against stored video sets (N, n_v, D)."""
@@ -115,6 +132,7 @@ class T2VParser(nn.Module):
         self.backbone.drop_visual()
         self.frame_mlp = None
         self.video_decoder = None
+        self.visual_temporal = None
 
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(backbone parameters, new-module parameters): they get different learning rates."""
