@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,11 +27,16 @@ from .backbone import PreprocessCfg
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import ConfigError, T2VConfig
 from .factory import create_model
+from .heads import dcm_logits
 from .loss import t2v_loss
-from .t2vparser import T2VParser
+from .t2vparser import T2VParser, TextSets, VideoSets
 
 STATE_FILE = "state.pt"  # resumable training state (model + optimiser + step)
 MODEL_FILE = "model.pt"  # the final model checkpoint (model.checkpoint format)
+
+
+# The objective switches and the values that reproduce the objective used before they existed.
+_OBJECTIVE_SWITCHES: dict[str, str] = {"head": "simple", "nce_reduction": "mean", "diversity_on": "raw"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,11 @@ class TrainConfig:
     cache_dir: str = "var/frame-cache"
     workers: int = 2  # parallel ffmpeg decodes when filling the frame cache
     balance_kinds: bool = False  # pick a caption kind (e.g. partial/full) uniformly, then a caption
+    # The T2VParser objective; the defaults are the authors', the alternatives the earlier one
+    # (kept for the ablation). Test time always scores with the partial-alignment score.
+    head: Literal["dcm", "simple"] = "dcm"  # training logits: DCM <q*, x*>, or the test-time score
+    nce_reduction: Literal["sum", "mean"] | None = None  # InfoNCE directions; None: sum, meanP mean
+    diversity_on: Literal["plus", "raw"] = "plus"  # views after "plus", or raw decoder outputs
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
@@ -67,6 +77,31 @@ class TrainConfig:
             raise ConfigError("learning rates must be >= 0")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
+        for key, allowed in (
+            ("head", ("dcm", "simple")),
+            ("nce_reduction", ("sum", "mean", None)),
+            ("diversity_on", ("plus", "raw")),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+
+    def reduction_for(self, model_config: T2VConfig) -> Literal["sum", "mean"]:
+        """T2VParser sums the two InfoNCE directions (the authors); the meanP baseline averages
+        them (CLIP4Clip), so its training is what it was unless a config says otherwise."""
+        if self.nce_reduction is not None:
+            return self.nce_reduction
+        return "mean" if model_config.meanp else "sum"
+
+    def objective_for(self, model_config: T2VConfig) -> dict[str, str | None]:
+        """What the loss actually computes for this model (meanP: both heads are the cosine and
+        there are no views), so that equal objectives compare equal."""
+        if model_config.meanp:
+            return {"head": None, "nce_reduction": self.reduction_for(model_config), "diversity_on": None}
+        return {
+            "head": self.head,
+            "nce_reduction": self.reduction_for(model_config),
+            "diversity_on": self.diversity_on,
+        }
 
     @property
     def new_lr(self) -> float:
@@ -252,8 +287,16 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["model_config"] != self.model.config.to_dict():
             raise ConfigError(f"{path} was written for another model config; use a fresh out_dir")
-        mine = {k: v for k, v in self.cfg.to_dict().items() if k not in ("steps", "device", "threads")}
-        theirs = {k: v for k, v in state["train_config"].items() if k not in ("steps", "device", "threads")}
+        free = ("steps", "device", "threads", *_OBJECTIVE_SWITCHES)  # the objective: compared below
+        mine = {k: v for k, v in self.cfg.to_dict().items() if k not in free}
+        theirs = {k: v for k, v in state["train_config"].items() if k not in free}
+        # a state from before the objective switches was trained with the earlier objective
+        old = {
+            **_OBJECTIVE_SWITCHES,
+            **{k: state["train_config"][k] for k in _OBJECTIVE_SWITCHES if k in state["train_config"]},
+        }
+        if TrainConfig(**old).objective_for(self.model.config) != self.cfg.objective_for(self.model.config):
+            raise ConfigError(f"{path} was written with another training objective; use a fresh out_dir")
         if {k: (list(v) if isinstance(v, tuple) else v) for k, v in mine.items()} != {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in theirs.items()
         }:
@@ -275,10 +318,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             video = self.model.encode_videos(x)
             text = self.model.encode_texts(self.tokens[caps])
-            scores = self.model.score(text, video.vectors)  # (B, B)
-            loss, parts = t2v_loss(
-                scores.float(), text.views, video.views, self.model.config.diversity_weight
-            )
+            loss, parts = self.objective(text, video)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -288,6 +328,19 @@ class Trainer:
         parts["grad_norm"] = float(gnorm)
         parts["lr_new"] = float(self.optim.param_groups[-1]["lr"])
         return parts
+
+    def objective(self, text: TextSets, video: VideoSets) -> tuple[Tensor, dict[str, float]]:
+        """The training loss of one batch (caption b belongs to clip b) and its parts."""
+        cfg, mcfg = self.cfg, self.model.config
+        if cfg.head == "dcm" and not mcfg.meanp:  # float32 inside, whatever the autocast
+            logits = dcm_logits(text.vectors, video.vectors, text.mask, tau=mcfg.tau)  # (B, B)
+        else:  # meanP: one vector a side, both heads are the cosine; keep its training as it was
+            logits = self.model.score(text, video.vectors).float()  # (B, B)
+        if cfg.diversity_on == "plus":
+            text_views, video_views = text.views_plus, video.views_plus  # (B, K, D)
+        else:
+            text_views, video_views = text.views, video.views  # (B, K, D)
+        return t2v_loss(logits, text_views, video_views, mcfg.diversity_weight, cfg.reduction_for(mcfg))
 
     def fit(self, log: Callable[[dict[str, Any]], None] | None = None) -> Path:
         """Run to cfg.steps (resuming if a state exists); returns the final model checkpoint path."""
