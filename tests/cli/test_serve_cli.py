@@ -28,9 +28,9 @@ def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
     out = t2v("serve", "--port", "70000")
     assert out.returncode == 2 and "port" in out.stderr and "Traceback" not in out.stderr
     out = t2v("serve", "--checkpoint", str(tmp_path / "missing.pt"))
-    assert out.returncode == 1 and "missing.pt does not exist" in out.stderr
+    assert out.returncode == 2 and "missing.pt does not exist" in out.stderr
     out = t2v("serve", "--allowed-root", str(tmp_path / "nope"))
-    assert out.returncode == 1 and "not a directory" in out.stderr
+    assert out.returncode == 2 and "not a directory" in out.stderr
 
 
 def test_serve_flags_configure_the_server(tmp_path: Path, colour_videos: dict[str, Path]) -> None:

@@ -130,7 +130,7 @@ def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
 
     args = ["train", "--train", str(tmp_path / "missing.jsonl"), "--out-dir", str(tmp_path / "x")]
     r = CliRunner().invoke(app, [*args, "--model", "t2v-demo"])
-    assert r.exit_code == 1 and "error:" in r.output and "not found" in r.output
+    assert r.exit_code == 2 and "error:" in r.output and "not found" in r.output
     assert "Traceback" not in r.output
 
 
@@ -148,7 +148,7 @@ def test_bad_training_options(train_config: Path, tmp_path: Path, args: list[str
     from service.cli import app
 
     r = CliRunner().invoke(app, ["train", "-c", str(train_config), "--out-dir", str(tmp_path), *args])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert message in r.output
 
 
@@ -158,4 +158,4 @@ def test_eval_of_missing_data_set(tmp_path: Path) -> None:
     from service.cli import app
 
     r = CliRunner().invoke(app, ["eval", str(tmp_path / "missing.jsonl"), "--config", "t2v-demo"])
-    assert r.exit_code == 1 and "not found" in r.output
+    assert r.exit_code == 2 and "not found" in r.output
