@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,16 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.ingest.pipeline import (  # noqa: E402
-    IngestItem,
-    IngestLimits,
-    Ingestor,
-    IngestResult,
-    clip_windows,
-    prepare_video,
-)
+from indexer.corpora.lavfi import render_lavfi  # noqa: E402
+from indexer.ingest.pipeline import Ingestor  # noqa: E402
+from indexer.ingest.prepare import ClipPlan, IngestItem, IngestResult, clip_windows, prepare_video  # noqa: E402
 from indexer.media.sampling import sample_frames_selective  # noqa: E402
-from indexer.media.video import ffmpeg_exe, probe, segment_times, to_model_input  # noqa: E402
+from indexer.media.video import probe, segment_times, to_model_input  # noqa: E402
 from indexer.search.searcher import Searcher  # noqa: E402
 from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store, store_identity  # noqa: E402
@@ -47,17 +41,9 @@ WINDOW, STRIDE = 10.0, 5.0
 
 def render_videos(out: Path, n: int, seconds: float, size: str) -> list[Path]:
     """Moving test patterns, H.264 with ffmpeg's default GOP (what a camera or phone produces)."""
-    paths = []
-    for i in range(n):
-        p = out / f"v{i}.mp4"
-        subprocess.run(
-            [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
-             f"testsrc2=s={size}:d={seconds}:r=30", "-vf", f"hue=h={i * 40}",
-             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(p)],
-            check=True,
-        )  # fmt: skip
-        paths.append(p)
-    return paths
+    h264 = ("-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p")
+    source = f"testsrc2=s={size}:d={seconds}:r=30"
+    return [render_lavfi(out / f"v{i}.mp4", source, f"hue=h={i * 40}", h264) for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -153,8 +139,9 @@ def bench_ingest(args: argparse.Namespace) -> None:
             pre = model.backbone.preprocess
             t1, n_dec = time.perf_counter(), 0
             for v in videos:
-                prep = prepare_video(IngestItem(v), pre, cfg.frames, WINDOW, STRIDE, IngestLimits(),
-                                     lambda _p, _h: None)  # fmt: skip
+                prep = prepare_video(
+                    IngestItem(v), ClipPlan(pre, cfg.frames, WINDOW, STRIDE), lambda _p, _h: None
+                )
                 assert not isinstance(prep, IngestResult), prep
                 n_dec += len(prep.spans)
             dec = n_dec / (time.perf_counter() - t1)
@@ -231,6 +218,12 @@ def make_queries(store: Store, rng: np.random.Generator, n: int, n_t: int) -> li
     return out
 
 
+RECALL_HEADER = (
+    "| FAISS index | hits per query vector | clips reranked | recall@10 | two-stage p50 ms | "
+    "exhaustive p50 ms |\n|---|---|---|---|---|---|"
+)
+
+
 def recall_table(store: Store, queries: list[TextSets], settings: list[int], label: str) -> None:
     exact_top: list[set[int]] = []
     t_ex = []
@@ -266,11 +259,7 @@ def bench_recall(args: argparse.Namespace) -> None:
             f"D={args.dim} (random unit vectors; store built in {build:.0f} s), {args.queries} queries "
             f"of {args.n_t} vectors (half planted near a stored clip)\n"
         )
-        print(
-            "| FAISS index | hits per query vector | clips reranked | recall@10 | two-stage p50 ms | "
-            "exhaustive p50 ms |"
-        )
-        print("|---|---|---|---|---|---|")
+        print(RECALL_HEADER)
         recall_table(store, queries, args.k, store.stats().index["type"])
         for kind in args.rebuild:
             t0 = time.perf_counter()
@@ -305,11 +294,7 @@ def bench_synthetic(args: argparse.Namespace) -> None:
             f"\n### Two-stage recall@10 on the synthetic test split: {len(videos)} videos, {n_clips} clips "
             f"(window {args.window:.0f} s), {len(rows)} captions, checkpoint {args.checkpoint}\n"
         )
-        print(
-            "| FAISS index | hits per query vector | clips reranked | recall@10 | two-stage p50 ms | "
-            "exhaustive p50 ms |"
-        )
-        print("|---|---|---|---|---|---|")
+        print(RECALL_HEADER)
         recall_table(store, queries, args.k, store.stats().index["type"])
         for kind in args.rebuild:
             store.rebuild_index(kind)

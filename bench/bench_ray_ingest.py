@@ -11,7 +11,6 @@ and checks that both stores hold the same matrices.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -20,29 +19,10 @@ import numpy as np
 
 
 def make_corpus(root: Path, videos: int, seconds: float) -> list[Path]:
-    from indexer.media.video import ffmpeg_exe
+    from indexer.corpora.lavfi import render_lavfi
 
-    root.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(videos):
-        p = root / f"v{i}.mp4"
-        src = f"testsrc=s=320x240:d={seconds}:r=25,hue=h={i * 40}"
-        cmd = [
-            ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            src,
-            "-pix_fmt",
-            "yuv420p",
-            str(p),
-        ]
-        subprocess.run(cmd, check=True)
-        paths.append(p)
-    return paths
+    src = "testsrc=s=320x240:d={seconds}:r=25,hue=h={hue}"
+    return [render_lavfi(root / f"v{i}.mp4", src.format(seconds=seconds, hue=i * 40)) for i in range(videos)]
 
 
 def matrices_by_path(path: Path) -> dict[str, bytes]:
