@@ -11,10 +11,14 @@ class ClipTable:
     """Columns of the committed clip rows in id order, plus the set of tombstoned ids.
 
     Ids only grow (SQLite AUTOINCREMENT, appended in commit order), so lookups are binary searches.
-    Rows and tombstones are only ever added; compaction starts a new table.
+    Rows and tombstones are only ever added, until compaction resets the table.
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every row and tombstone (a new generation renumbered the rows)."""
         self.n = 0
         self._cols = np.zeros((1024, 4), dtype=np.int64)  # id, video_id, segment, row
         self.tombstones: set[int] = set()

@@ -41,13 +41,13 @@ files that no committed row references, and re-adds to FAISS every committed cli
 above the largest id the saved index holds. So a video is either fully present or absent.
 
 The parts, one job each: layout (files, manifest), identity, metadata (SQLite), segments (the
-matrices), cliptable (the in-memory clip rows), index_lifecycle (FAISS), locking (the writer and
-crash repair), maintenance (verify, stats). Layout: see docs/STORE.md.
+matrices), cliptable (the in-memory clip rows), index_lifecycle (FAISS), view (the in-memory
+parts following commits), locking (the writer, crash repair), maintenance (verify, stats).
+Layout: see docs/STORE.md.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,9 +59,7 @@ import numpy as np
 
 from indexer.store import layout, locking, maintenance
 from indexer.store import vector_index as vi
-from indexer.store.cliptable import ClipTable
 from indexer.store.identity import check_identity
-from indexer.store.index_lifecycle import Clips, IndexLifecycle
 from indexer.store.metadata import Batch, Metadata
 from indexer.store.records import (
     ClipRecord,
@@ -72,7 +70,7 @@ from indexer.store.records import (
     VerifyReport,
     VideoRecord,
 )
-from indexer.store.segments import Segments
+from indexer.store.view import View
 
 
 class Store:
@@ -84,13 +82,12 @@ class Store:
         self.dim = int(manifest["dim"])
         self.vectors_per_clip = int(manifest["vectors_per_clip"])
         self.tau = float(self.identity.get("config", {}).get("tau", 100.0))
-        self._lock = threading.RLock()  # in-memory state: the index, the clip table, the maps
         self._writer = locking.WriteLock(root)
         self._meta = Metadata(root / layout.DB)
-        self._segments = Segments(root, self.vectors_per_clip, self.dim)
-        self._table = ClipTable()
-        self._faiss = IndexLifecycle(root, manifest, self._lock)
-        self._data_version = -1  # the commits this view has caught up with
+        self._view = View(root, manifest, self._meta)
+        # the view's parts, for short names (each lives as long as the view)
+        self._lock, self._table = self._view.lock, self._view.table
+        self._segments, self._faiss = self._view.segments, self._view.faiss
         self._closed = False
 
     @classmethod
@@ -128,46 +125,15 @@ class Store:
             self.refresh()
             yield
 
-    # ---------------------------------------------------------------- in-memory state
-    def refresh(self) -> None:
-        """Catch up with commits made by other connections (cheap when nothing changed)."""
-        with self._lock:
-            version = self._meta.data_version()
-            if version == self._data_version and self._faiss.loaded:
-                return
-            generation = self._meta.generation()
-            if self._faiss.outdated(generation):
-                self._table = ClipTable()
-                self._segments.forget()
-                self._faiss.load(generation, self._clips())
-            self._catch_up_table()
-            self._table.bury(self._meta.tombstones_after(self._table.tomb_seq))
-            self._faiss.catch_up(self._table.ids, self.matrices)
-            self._data_version = version
-
-    def _catch_up_table(self) -> None:
-        self._table.extend(self._meta.clips_after(self._table.last_id()))
-        self._segments.know(self._meta.segments())
-
-    def _committed_ids(self) -> np.ndarray:
-        with self._lock:
-            self._catch_up_table()
-            return self._table.ids.copy()
-
-    def _clips(self) -> Clips:
-        return Clips(self._committed_ids, self.matrices)
-
-    def _after_commit(self) -> None:
-        """Our own commits do not change this connection's data_version: force the catch-up."""
-        self._faiss.dirty = True
-        self._data_version = -1
-        self.refresh()
-
     @property
     def _index(self) -> faiss.Index:
         return self._faiss.index
 
     # ---------------------------------------------------------------- search-side reads
+    def refresh(self) -> None:
+        """Catch up with commits made by other connections (cheap when nothing changed)."""
+        self._view.refresh()
+
     @property
     def index_spec(self) -> vi.IndexSpec:
         """The FAISS index's type and parameters (what stage 1 searches)."""
@@ -193,18 +159,7 @@ class Store:
 
     def matrices(self, clip_ids: np.ndarray) -> np.ndarray:
         """(C, n_v, D) float16 video sets of `clip_ids`, gathered from the memory-mapped segments."""
-        with self._lock:
-            clip_ids = np.asarray(clip_ids, dtype=np.int64)
-            if len(clip_ids) == 0:
-                return np.empty((0, self.vectors_per_clip, self.dim), dtype=np.float16)
-            try:
-                return self._segments.gather(*self._table.locate(clip_ids))
-            except FileNotFoundError:
-                # another process compacted the store since our last refresh: reload, retry once
-                self._faiss.generation = -1
-                self._data_version = -1
-                self.refresh()
-                return self._segments.gather(*self._table.locate(clip_ids))
+        return self._view.matrices(clip_ids)
 
     def clip_records(self, clip_ids: Sequence[int]) -> list[ClipRecord]:
         """Clip + video title/path for each id (same order; unknown ids are skipped)."""
@@ -242,7 +197,7 @@ class Store:
         """Store several videos in one commit (all or none): one fsync and one transaction."""
         if not batch:
             return []
-        data = self._rows_of(batch)
+        data = self._segments.rows_of(batch)  # checked before taking the lock
         with self._writing():
             gen = self._faiss.generation
             latest = self._meta.last_segment(gen)
@@ -254,31 +209,15 @@ class Store:
             # 2. the commit point: one transaction
             ids = self._meta.insert_videos(batch, gen, seg_id, fname, first_row, time.time())
             # 3. derived state: in-memory index and clip table (persisted by flush)
-            self._after_commit()
+            self._view.committed()
             self._maybe_upgrade()
             return ids
-
-    def _rows_of(self, batch: Batch) -> np.ndarray:
-        """The batch's matrices checked and stacked: (sum C, n_v, D) float16."""
-        blocks = []
-        for video, clips, matrices in batch:
-            mats = np.asarray(matrices)
-            if mats.ndim != 3 or mats.shape[1:] != (self.vectors_per_clip, self.dim):
-                raise ValueError(
-                    f"matrices must be (C, {self.vectors_per_clip}, {self.dim}), got {tuple(mats.shape)}"
-                )
-            if len(clips) != mats.shape[0] or not clips:
-                raise ValueError(f"{video.path}: {len(clips)} clip spans for {mats.shape[0]} matrices")
-            if not np.isfinite(mats).all():
-                raise ValueError(f"{video.path}: matrices contain NaN or inf")
-            blocks.append(np.ascontiguousarray(mats, dtype=np.float16))
-        return np.concatenate(blocks)
 
     def remove_video(self, video_id: int) -> int:
         """Delete a video: its clips are tombstoned (never returned again); returns the clip count."""
         with self._writing():
             removed = self._meta.remove_video(video_id, time.time())
-            self._after_commit()
+            self._view.committed()
             return removed
 
     def flush(self) -> None:
@@ -294,14 +233,14 @@ class Store:
         """Under the write lock, after a commit: replace an automatically chosen index the store
         has outgrown, and persist it at once so other processes switch too."""
         if self._faiss.outgrown(self._table.n):  # runs after every commit: counts, copies nothing
-            self._faiss.rebuild(self._clips())
+            self._faiss.rebuild(self._view.clips())
             self._persist()
 
     def rebuild_index(self, index_type: str) -> dict[str, Any]:
         """Rebuild the FAISS index as `index_type` from the stored matrices (pinned from then on);
         unlike `compact` the matrices are not rewritten, so this costs only the index build."""
         with self._writing():
-            spec = self._faiss.rebuild(self._clips(), index_type)
+            spec = self._faiss.rebuild(self._view.clips(), index_type)
             self._persist()
         return spec.to_dict()
 
@@ -312,7 +251,7 @@ class Store:
             old = self._faiss.generation
             removed, live = len(self._table.tombstones), self._table.live()
             # 1. new segment files, durable, referenced by nothing yet
-            files, places = self._segments.write_generation(old + 1, live, self.matrices)
+            files, places = self._segments.write_generation(old + 1, live, self._view.matrices)
             # 2. commit point: every clip moves to its new place in one transaction
             self._meta.switch_generation(old, old + 1, files, places)
             # 3. derived: a new index for the new generation, then drop the old files

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.store.layout import MATRIX_DIR, segment_name
-from indexer.store.metadata import SegmentRow
+from indexer.store.metadata import Batch, SegmentRow
 from model.fileio import fsync_dir
 
 # A segment file is closed for appends past this many bytes (new appends start a new file).
@@ -39,6 +39,22 @@ class Segments:
         self._files.update((seg_id, fname) for seg_id, fname, _ in segments)
 
     # ------------------------------------------------------------ writes
+    def rows_of(self, batch: Batch) -> np.ndarray:
+        """The batch's matrices checked and stacked as segment rows: (sum C, T+K, D) float16."""
+        blocks = []
+        for video, clips, matrices in batch:
+            mats = np.asarray(matrices)
+            if mats.ndim != 3 or mats.shape[1:] != (self.vectors_per_clip, self.dim):
+                raise ValueError(
+                    f"matrices must be (C, {self.vectors_per_clip}, {self.dim}), got {tuple(mats.shape)}"
+                )
+            if len(clips) != mats.shape[0] or not clips:
+                raise ValueError(f"{video.path}: {len(clips)} clip spans for {mats.shape[0]} matrices")
+            if not np.isfinite(mats).all():
+                raise ValueError(f"{video.path}: matrices contain NaN or inf")
+            blocks.append(np.ascontiguousarray(mats, dtype=np.float16))
+        return np.concatenate(blocks)
+
     def target(
         self, latest: SegmentRow | None, n_clips: int, generation: int, next_id: Callable[[], int]
     ) -> tuple[int | None, str, int]:

@@ -86,6 +86,8 @@ def test_old_store_takes_writes_and_reopens(old_store: Path) -> None:
     assert sorted(p.name for p in (old_store / "matrices").iterdir()) == ["seg-g1-000001.f16"]
     assert sorted(p.name for p in old_store.glob("faiss-g*.index")) == ["faiss-g1.index"]
     assert set(json.loads((old_store / MANIFEST).read_text())) == set(old_manifest)
+    for name in (MANIFEST, "faiss-g1.index"):  # rewritten atomically, readable by as many as before
+        assert (old_store / name).stat().st_mode & 0o777 == (old_store / "meta.sqlite").stat().st_mode & 0o777
 
     with Store.open(old_store, identity) as store:
         assert store.verify().ok
