@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from indexer.media.video import probe, sample_frames, segment_times, to_model_input
+from model import T2VParser
+from model.fileio import atomic_path
 
 DPI = 100
 FIG_W, FIG_H = 12.0, 8.0  # inches: 1200 x 800 pixels
@@ -30,7 +32,7 @@ class VideoFrames:
     inputs: torch.Tensor  # (1, T, 3, S, S) preprocessed
 
 
-def load_frames(model: Any, video: Path) -> VideoFrames:
+def load_frames(model: T2VParser, video: Path) -> VideoFrames:
     """The T frames of the whole video as one clip (middle of T equal segments)."""
     info = probe(video)
     times = segment_times(0.0, info.duration, model.config.frames)
@@ -59,7 +61,7 @@ def _frame_row(fig: Any, grid: Any, frames: VideoFrames) -> None:
         ax.set_title(f"{frames.times[i]:.1f}s", fontsize=7)
 
 
-def _token_labels(model: Any, query: str, n_valid: int, views: int) -> list[str]:
+def _token_labels(model: T2VParser, query: str, n_valid: int, views: int) -> list[str]:
     ids = model.tokenize([query])[0].tolist()
     tok = model.backbone.tokenizer
     words = []
@@ -69,7 +71,7 @@ def _token_labels(model: Any, query: str, n_valid: int, views: int) -> list[str]
     return words + [f"view {k}" for k in range(views)]
 
 
-def explain_png(model: Any, query: str, video: Path, out: Path) -> dict[str, Any]:
+def explain_png(model: T2VParser, query: str, video: Path, out: Path) -> dict[str, Any]:
     """Frames along the top, the cosine heat map (text vectors x video vectors) below."""
     from model.scoring import score_matrix_components
 
@@ -104,19 +106,19 @@ def explain_png(model: Any, query: str, video: Path, out: Path) -> dict[str, Any
     return {"score": score, "shape": list(sim.shape), "frames": t}
 
 
-def inspect_tokens_png(model: Any, video: Path, out: Path) -> dict[str, Any]:
+def inspect_tokens_png(model: T2VParser, video: Path, out: Path) -> dict[str, Any]:
     """K rows x T frames: the video decoder's cross-attention of each token, averaged over layers."""
-    decoder = getattr(model, "video_decoder", None)
-    if decoder is None or getattr(model, "query_tokens", None) is None or model.frame_mlp is None:
+    decoder, tokens, frame_mlp = model.video_decoder, model.query_tokens, model.frame_mlp
+    if decoder is None or tokens is None or frame_mlp is None:
         raise FigureError(
             f"model {model.config.name or model.config.backbone} has no decomposition tokens "
             "(zero-shot or meanP): use a trained T2VParser checkpoint"
         )
     frames = load_frames(model, video)
     with torch.no_grad():
-        feats = model.backbone.encode_frames(frames.inputs.to(model.query_tokens.device)).float()  # (1, T, D)
-        memory = model.frame_mlp(feats)  # (1, T, D)
-        maps = decoder.attention_maps(model.query_tokens, memory)  # (layers, 1, K, T)
+        feats = model.backbone.encode_frames(frames.inputs.to(tokens.device)).float()  # (1, T, D)
+        memory = frame_mlp(feats)  # (1, T, D)
+        maps = decoder.attention_maps(tokens, memory)  # (layers, 1, K, T)
     attn = maps[:, 0].mean(0).cpu().numpy()  # (K, T)
 
     plt = _pyplot()
@@ -137,7 +139,5 @@ def inspect_tokens_png(model: Any, video: Path, out: Path) -> dict[str, Any]:
 
 def _save(fig: Any, out: Path) -> None:
     """Atomic: a reader never sees half a PNG."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=DPI, format="png")
-    tmp.replace(out)
+    with atomic_path(out, mode=0o644) as tmp:  # 0o644: a figure is for reading, as before
+        fig.savefig(tmp, dpi=DPI, format="png")
