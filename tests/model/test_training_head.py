@@ -103,6 +103,16 @@ def test_head_gradients_flow_and_chunking_keeps_them() -> None:
     torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-3)
 
 
+def test_head_runs_in_float32_under_autocast() -> None:
+    # training runs the towers in bfloat16; the tau = 100 soft-maxes must not
+    text, mask, videos, vmask = _ragged_sets()
+    t16, v16 = text.bfloat16(), videos.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = dcm_logits(t16, v16, mask, vmask)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, dcm_logits(t16.float(), v16.float(), mask, vmask))
+
+
 def test_sum_is_exactly_twice_mean() -> None:
     scores = torch.randn(5, 5) * 0.3
     assert torch.equal(info_nce(scores, reduction="sum"), 2 * info_nce(scores, reduction="mean"))
