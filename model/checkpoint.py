@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import T2VConfig
+from .fileio import atomic_path
 
 FORMAT = "t2v-parser-checkpoint"
 VERSION = 1
@@ -55,7 +54,6 @@ def save_checkpoint(
 ) -> str:
     """Write atomically (temp file + rename); returns the content hash."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = _clone_shared(state_dict)
     digest = state_hash(state)
     payload = {
@@ -66,16 +64,8 @@ def save_checkpoint(
         "sha256": digest,
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return digest
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from .backbone import PreprocessCfg
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import ConfigError, T2VConfig
 from .factory import create_model
+from .fileio import atomic_path
 from .heads import dcm_logits
 from .loss import t2v_loss
 from .t2vparser import T2VParser, TextSets, VideoSets
@@ -197,18 +196,6 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _batch(
     data: TrainData, by_clip: list[list[int]], eligible: np.ndarray, cfg: TrainConfig, step: int
 ) -> tuple[np.ndarray, list[int]]:
@@ -267,18 +254,17 @@ class Trainer:
     # -- state
 
     def save_state(self) -> None:
-        _atomic_torch_save(
-            {
-                "step": self.step,
-                "model": self.model.state_dict(),
-                "optim": self.optim.state_dict(),
-                "sched": self.sched.state_dict(),
-                "train_config": self.cfg.to_dict(),
-                "model_config": self.model.config.to_dict(),
-                "torch_rng": torch.get_rng_state(),
-            },
-            self.out / STATE_FILE,
-        )
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optim": self.optim.state_dict(),
+            "sched": self.sched.state_dict(),
+            "train_config": self.cfg.to_dict(),
+            "model_config": self.model.config.to_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_path(self.out / STATE_FILE) as tmp:
+            torch.save(state, tmp)
 
     def maybe_resume(self) -> bool:
         path = self.out / STATE_FILE
