@@ -27,32 +27,16 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from .scoring import DEFAULT_CHUNK_ELEMENTS, _soft_pick, pack_text
+from .scoring import DEFAULT_CHUNK_ELEMENTS, pack_text, soft_alignments
 
 
 def _dcm_block(
     text: Tensor, text_mask: Tensor | None, videos: Tensor, video_mask: Tensor | None, tau: float
 ) -> Tensor:
     # text: (Q, n_t, D); videos: (c, n_v, D) -> (Q, c)
-    sim = torch.einsum("qid,njd->qnij", text, videos)  # (Q, c, n_t, n_v)
-    neg_inf = torch.finfo(sim.dtype).min
-    logits = sim * tau
-    row_pad = None if text_mask is None else ~text_mask[:, None, :, None]  # (Q, 1, n_t, 1)
-    col_pad = None if video_mask is None else ~video_mask[None, :, None, :]  # (1, c, 1, n_v)
-
-    # a_i, b_j exactly as in the partial-alignment score
-    logits_j = logits if col_pad is None else logits.masked_fill(col_pad, neg_inf)
-    a = _soft_pick(logits_j, sim, dim=3)  # (Q, c, n_t)
-    logits_i = logits if row_pad is None else logits.masked_fill(row_pad, neg_inf)
-    b = _soft_pick(logits_i, sim, dim=2)  # (Q, c, n_v)
-
-    # pool the rows themselves (not a, b) with pair-specific weights
-    a_logits = a * tau
-    if text_mask is not None:
-        a_logits = a_logits.masked_fill(~text_mask[:, None, :], neg_inf)
-    b_logits = b * tau
-    if video_mask is not None:
-        b_logits = b_logits.masked_fill(~video_mask[None, :, :], neg_inf)
+    # a_i, b_j exactly as in the partial-alignment score; then pool the rows themselves (not a, b)
+    # with pair-specific weights
+    _, _, a_logits, b_logits = soft_alignments(text, text_mask, videos, video_mask, tau)
     w_text = torch.softmax(a_logits, dim=2)  # (Q, c, n_t)
     w_video = torch.softmax(b_logits, dim=2)  # (Q, c, n_v)
     q_star = torch.einsum("qni,qid->qnd", w_text, text)  # (Q, c, D)

@@ -40,10 +40,15 @@ def pack_text(text: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]
     return packed, packed_mask
 
 
-def _score_block(
+def soft_alignments(
     text: Tensor, text_mask: Tensor | None, videos: Tensor, video_mask: Tensor | None, tau: float
-) -> Tensor:
-    # text: (Q, n_t, D); videos: (c, n_v, D) -> (Q, c)
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The soft picks of the partial-alignment score for one chunk of videos, and their pooling logits.
+
+    text: (Q, n_t, D); videos: (c, n_v, D) -> a (Q, c, n_t), b (Q, c, n_v), tau * a, tau * b (the
+    logits: padding rows at the dtype's minimum, i.e. weight 0 in a soft-max). Shared by the score
+    and the training head (`heads.dcm_logits`), which pools differently.
+    """
     sim = torch.einsum("qid,njd->qnij", text, videos)  # (Q, c, n_t, n_v)
     neg_inf = torch.finfo(sim.dtype).min
     logits = sim * tau
@@ -63,6 +68,14 @@ def _score_block(
     b_logits = b * tau
     if video_mask is not None:
         b_logits = b_logits.masked_fill(~video_mask[None, :, :], neg_inf)
+    return a, b, a_logits, b_logits
+
+
+def _score_block(
+    text: Tensor, text_mask: Tensor | None, videos: Tensor, video_mask: Tensor | None, tau: float
+) -> Tensor:
+    # text: (Q, n_t, D); videos: (c, n_v, D) -> (Q, c)
+    a, b, a_logits, b_logits = soft_alignments(text, text_mask, videos, video_mask, tau)
     t2v = _soft_pick(a_logits, a, dim=2)  # (Q, c)
     v2t = _soft_pick(b_logits, b, dim=2)  # (Q, c)
     return (t2v + v2t) / 2
