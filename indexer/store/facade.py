@@ -270,8 +270,9 @@ class Store:
     def stats(self) -> StoreStats:
         self.refresh()
         counted = maintenance.counts(self._meta, self.vectors_per_clip)
+        disk = maintenance.disk_bytes(self.root)  # outside the lock: searches go on meanwhile
         with self._lock:
-            return maintenance.stats(self.root, counted, self._faiss, self.identity)
+            return maintenance.stats(self.root, counted, disk, self._faiss, self.identity)
 
     def verify(self) -> VerifyReport:
         """Check that FAISS ids, the matrices and SQLite agree (read-only)."""

@@ -2,8 +2,8 @@
 loading, catching up with commits, persisting, the automatic upgrade as the store grows, rebuilds.
 
 The index is derived data: whatever it lacks or gets wrong is rebuilt from the matrices, which
-this part reads through the store (a `Clips` per call: holding the store would make a cycle that
-keeps a closed store's index in memory until the garbage collector runs).
+this part reads through the store's view (a `Clips` per call: holding the view would make a cycle
+that keeps a dropped store's index in memory until the garbage collector runs).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class IndexLifecycle:
         try:
             disk = layout.read_manifest(self.root)
         except StoreError:
-            return False  # being replaced right now: the next commit we see checks again
+            return False  # unreadable for a moment (a reindex swapping directories): keep ours
         newer = float(disk.get("updated_at", 0)) > float(self.manifest.get("updated_at", 0))
         return newer and vi.IndexSpec.from_dict(disk["index"]) != self.spec
 

@@ -27,10 +27,14 @@ def counts(meta: Metadata, vectors_per_clip: int) -> dict[str, int]:
     return {"videos": videos, "clips": live, "vectors": live * vectors_per_clip, "deleted_clips": dead}
 
 
+def disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
 def stats(
-    root: Path, counted: dict[str, int], faiss_index: IndexLifecycle, identity: dict[str, Any]
+    root: Path, counted: dict[str, int], disk: int, faiss_index: IndexLifecycle, identity: dict[str, Any]
 ) -> StoreStats:
-    disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    """The report of `Store.stats`; the caller holds the in-memory lock (`faiss_index` is read)."""
     return StoreStats(
         path=str(root),
         format_version=layout.VERSION,
