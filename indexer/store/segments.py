@@ -67,12 +67,15 @@ class Segments:
         """Write `data` (C, T+K, D) float16 at `first_row`, durably, before anything refers to it
         (bytes an interrupted append left past the committed rows are overwritten)."""
         path = self.dir / fname
-        with open(path, "r+b" if path.exists() else "w+b") as f:
+        new_file = not path.exists()
+        with open(path, "r+b" if not new_file else "w+b") as f:
             f.seek(first_row * self.clip_bytes)
             f.write(data.tobytes())
             f.truncate(f.tell())
             f.flush()
             os.fsync(f.fileno())
+        if new_file:  # the directory entry too, or a power cut could lose a committed segment file
+            fsync_dir(self.dir)
 
     def write_generation(
         self, generation: int, clip_ids: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]
