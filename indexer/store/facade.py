@@ -247,6 +247,8 @@ class Store:
     def compact(self, index_type: str | None = None) -> dict[str, Any]:
         """Rewrite the matrices without deleted clips into a new generation and rebuild FAISS
         (choosing the index type by size unless `index_type` is given)."""
+        if index_type is not None:
+            vi.check_type(index_type)  # before anything is rewritten
         with self._writing(), self._lock:
             old = self._faiss.generation
             removed, live = len(self._table.tombstones), self._table.live()

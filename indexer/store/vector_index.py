@@ -66,11 +66,15 @@ def auto_kind(clips: int, vectors_per_clip: int, dim: int) -> str:
     return "flat" if flat_is_enough(clips * vectors_per_clip, dim) else "global-ivf"
 
 
+def check_type(kind: str) -> None:
+    if kind not in INDEX_TYPES:
+        raise ValueError(f"unknown index type {kind!r} (choose from {', '.join(INDEX_TYPES)})")
+
+
 def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = None) -> IndexSpec:
     """The index for `clips` clips of `vectors_per_clip` rows: `kind`, or `auto_kind` by size."""
     kind = kind or auto_kind(clips, vectors_per_clip, dim)
-    if kind not in INDEX_TYPES:
-        raise ValueError(f"unknown index type {kind!r} (choose from {', '.join(INDEX_TYPES)})")
+    check_type(kind)
     if kind in ("flat", "global"):
         return IndexSpec(kind)
     if kind == "global-ivf":
