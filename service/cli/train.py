@@ -217,12 +217,22 @@ def synth(
     val_videos: int = typer.Option(40, "--val"),
     test_videos: int = typer.Option(40, "--test"),
     workers: int = typer.Option(2, help="parallel ffmpeg encoders"),
+    renderer: int = typer.Option(
+        1,
+        min=1,
+        max=2,
+        help="1: square 96 px, 10 fps, motion trails; 2: an independent renderer (no trails, varied "
+        "sizes, speeds, resolutions and frame rates, textured backgrounds), same held-out combinations",
+    ),
 ) -> None:
     """Generate the synthetic partial-alignment benchmark (videos + train/val/test manifests)."""
-    from indexer.corpora.synthetic import generate_benchmark
+    if renderer == 2:
+        from indexer.corpora.synthetic2 import generate_benchmark2 as generate
+    else:
+        from indexer.corpora.synthetic import generate_benchmark as generate
 
     with cli_errors(ValueError):
-        manifests = generate_benchmark(out_dir, seed, train_videos, val_videos, test_videos, workers)
+        manifests = generate(out_dir, seed, train_videos, val_videos, test_videos, workers)
     for split, path in manifests.items():
         typer.echo(f"{split}: {path}")
 
