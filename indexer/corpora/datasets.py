@@ -194,9 +194,21 @@ def load_msrvtt(root: str | Path, split: str = "test1k", check_files: bool = Tru
     return b.build(f"msrvtt-{split}")
 
 
+def concat(parts: list[RetrievalSet]) -> RetrievalSet:
+    """One set holding every part's clips and captions (a clip listed twice stays one clip)."""
+    b = _Builder()
+    for part in parts:
+        for caption, clip, kind in zip(part.captions, part.caption_clip, part.caption_kind, strict=True):
+            b.add(part.clips[clip], caption, kind)
+    return b.build("+".join(p.name for p in parts))
+
+
 def load_dataset(spec: str | Path) -> RetrievalSet:
-    """A manifest path (*.jsonl), or 'msrvtt:<root>[:<split>]'."""
+    """A manifest path (*.jsonl), or 'msrvtt:<root>[:<split>]'; several joined with '+'
+    (e.g. 'data/synth/train.jsonl+data/synth2/train.jsonl') are concatenated."""
     s = str(spec)
+    if "+" in s and not Path(s).exists():
+        return concat([load_dataset(part) for part in s.split("+")])
     if s.startswith("msrvtt:"):
         rest = s[len("msrvtt:") :]
         root, _, split = rest.rpartition(":") if rest.endswith(tuple(MSRVTT_SPLITS)) else (rest, "", "")

@@ -107,6 +107,22 @@ def test_manifest_loader(tmp_path: Path) -> None:
     assert ds.subset("full").captions == ["whole video", "again whole"]
 
 
+def test_manifests_joined_with_plus_are_concatenated(tmp_path: Path) -> None:
+    _two_scene_video(tmp_path / "one" / "a.mp4")
+    _two_scene_video(tmp_path / "two" / "a.mp4")  # same relative name, another folder: another clip
+    for sub, kind in (("one", "full"), ("two", "partial")):
+        rows = [{"video": "a.mp4", "caption": f"{sub} video", "kind": kind}]
+        rows.append({"video": "a.mp4", "caption": f"{sub} again", "kind": kind})
+        (tmp_path / sub / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = load_dataset(f"{tmp_path / 'one' / 'm.jsonl'}+{tmp_path / 'two' / 'm.jsonl'}")
+    assert ds.captions == ["one video", "one again", "two video", "two again"]
+    assert ds.caption_clip == [0, 0, 1, 1]
+    assert [c.video.parent.name for c in ds.clips] == ["one", "two"]
+    assert ds.caption_kind == ["full", "full", "partial", "partial"]
+    with pytest.raises(DatasetError, match="missing.jsonl not found"):
+        load_dataset(f"{tmp_path / 'one' / 'm.jsonl'}+{tmp_path / 'missing.jsonl'}")
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
