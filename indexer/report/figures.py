@@ -117,7 +117,7 @@ def inspect_tokens_png(model: T2VParser, video: Path, out: Path) -> dict[str, An
     frames = load_frames(model, video)
     with torch.no_grad():
         feats = model.backbone.encode_frames(frames.inputs.to(tokens.device)).float()  # (1, T, D)
-        memory = frame_mlp(feats)  # (1, T, D)
+        memory = frame_mlp(model.frame_vectors(feats))  # (1, T, D): through the temporal branch if any
         maps = decoder.attention_maps(tokens, memory)  # (layers, 1, K, T)
     attn = maps[:, 0].mean(0).cpu().numpy()  # (K, T)
 
