@@ -20,20 +20,15 @@ from tests import support  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A t2v-tiny checkpoint (seed 0)."""
+    return support.tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-0.pt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tiny_ckpt: Path) -> tuple[Path, Path]:
     """Two t2v-tiny checkpoints with different weights (seeds 0 and 1)."""
-    import torch
-
-    from model import create_model, save_checkpoint
-
-    out = tmp_path_factory.mktemp("ckpt")
-    paths = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        m = create_model("t2v-tiny")
-        paths.append(out / f"tiny-{seed}.pt")
-        save_checkpoint(paths[-1], m.config, m.state_dict())
-    return paths[0], paths[1]
+    return tiny_ckpt, support.tiny_checkpoint(tiny_ckpt.with_name("tiny-1.pt"), seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -12,62 +12,74 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from indexer.media.video import ffmpeg_exe
+from indexer.corpora.lavfi import render_lavfi
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 120.0
 
 
-# --- videos -------------------------------------------------------------------------------------
+# --- inputs ---------------------------------------------------------------------------------------
 
 
-def render(path: Path, source: str, *extra: str) -> Path:
-    """A small video from a lavfi source (no input files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", source, *extra, str(path)],
-        check=True,
-    )
+def colour_video(path: Path, colour: str, seconds: float, size: str = "96x64", speed: int = 30) -> Path:
+    """A small mp4 of a white box sliding `speed` px/s over a solid colour (8 fps)."""
+    box = f"drawbox=x='mod(t*{speed},60)':y=20:w=20:h=20:color=white:t=fill"
+    return render_lavfi(path, f"color=c={colour}:s={size}:d={seconds}:r=8", filters=box)
+
+
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A t2v-tiny checkpoint with the weights torch draws from `seed`."""
+    import torch
+
+    from model import create_model, save_checkpoint
+
+    torch.manual_seed(seed)
+    m = create_model("t2v-tiny")
+    save_checkpoint(path, m.config, m.state_dict())
     return path
-
-
-def colour_video(path: Path, colour: str, seconds: float, size: str = "96x64") -> Path:
-    box = "drawbox=x='mod(t*30,60)':y=20:w=20:h=20:color=white:t=fill"
-    return render(path, f"color=c={colour}:s={size}:d={seconds}:r=8", "-vf", box, "-pix_fmt", "yuv420p")
 
 
 # --- the `t2v` CLI as a subprocess ----------------------------------------------------------------
 
 
-def cli_env() -> dict[str, str]:
+def cli_env(**overrides: str) -> dict[str, str]:
+    """This environment, offline, on the CPU, with no T2V_INDEX_DIR leaking in; plus `overrides`."""
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), T2V_MODEL__DEVICE="cpu")
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), T2V_MODEL__DEVICE="cpu", **overrides)
     env.pop("T2V_INDEX_DIR", None)
     return env
 
 
-def t2v(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def t2v_command(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "service.cli", *map(str, args)]
+
+
+def t2v(
+    *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the `t2v` CLI as a subprocess (as a user would); returns the completed process."""
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *map(str, args)],
+        t2v_command(*args),
         cwd=REPO,
-        env=cli_env(),
+        env=env or cli_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
 
 
-def t2v_popen(*args: str | Path) -> subprocess.Popen[str]:
+def t2v_popen(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the `t2v` CLI (stdout and stderr piped); the caller waits for or kills it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *map(str, args)],
+        t2v_command(*args),
         cwd=REPO,
-        env=cli_env(),
+        env=env or cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -83,8 +95,55 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_settings(work: Path, root: Path, **extra: Any) -> dict[str, Any]:
+    """Service settings most tests share: the store and state under `work`, ingestion of server
+    paths confined to `root`; `extra` adds or overrides settings."""
+    return {
+        "index_dir": str(work / "index"),
+        "var_dir": str(work / "var"),
+        "allowed_roots": [str(root)],
+        **extra,
+    }
+
+
+def settings_env(settings: dict[str, Any]) -> dict[str, str]:
+    """Settings as the service reads them from the environment: T2V_<NAME>, JSON unless a string."""
+    return {f"T2V_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
+
+
+def wait_ready(url: str, alive: Callable[[], bool], log: Path, timeout: float = READY_TIMEOUT) -> None:
+    """Poll `url`/readyz until it answers 200; fail with the log's tail if the server stops being
+    `alive()` or is not ready within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Poll an ingest job until it is done; its final state."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = client.get(f"/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        job = r.json()
+        if job["state"] == "done":
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} not done in {timeout}s: {job}")
+
+
 class Server:
-    """`uvicorn --factory service.app:create_app` with T2V_* settings from the environment."""
+    """The service as its own process on a free loopback port, with T2V_* settings from the
+    environment: `uvicorn --factory service.app:create_app`, or a `t2v` command (`start(*args)`)."""
 
     def __init__(self, workdir: Path, settings: dict[str, Any]) -> None:
         self.workdir = workdir
@@ -96,45 +155,28 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["HF_HUB_OFFLINE"] = "1"
+        env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         env.setdefault("OMP_NUM_THREADS", "1")
-        for key, value in self.settings.items():
-            env[f"T2V_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        env.update(settings_env(self.settings))
         return env
 
-    def start(self, wait: bool = True) -> Server:
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "service.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
+    def start(self, *t2v_args: str | Path, wait: bool = True) -> Server:
+        """Start uvicorn, or `t2v *t2v_args` when given (stdout and stderr go to `self.log`)."""
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                t2v_command(*t2v_args) if t2v_args else cmd, cwd=REPO, env=self.env(), stdout=log, stderr=log
+            )
         if wait:
             self.wait_ready()
         return self
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"server not ready in {READY_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
+        wait_ready(self.url, self.alive, self.log)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, like a crash."""
@@ -152,16 +194,3 @@ class Server:
 
     def client(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60, **kw)
-
-
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        r = client.get(f"/v1/jobs/{job_id}")
-        assert r.status_code == 200, r.text
-        job = r.json()
-        if job["state"] == "done":
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not done in {timeout}s: {job}")

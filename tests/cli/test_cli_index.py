@@ -13,16 +13,14 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from indexer.corpora.lavfi import render_lavfi
 from indexer.store import Store
-from tests.support import colour_video, render
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
+from tests.support import colour_video, t2v, t2v_popen
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +30,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     v = {
         "red": colour_video(good / "red.mp4", "red", 3),
         "blue": colour_video(good / "nested" / "blue.mp4", "blue", 3),
-        "long": render(good / "long.mp4", "testsrc=s=96x64:d=25:r=8", "-pix_fmt", "yuv420p"),
+        "long": render_lavfi(good / "long.mp4", "testsrc=s=96x64:d=25:r=8"),
     }
     v["red_copy"] = good / "red_copy.mp4"
     shutil.copy(v["red"], v["red_copy"])
@@ -43,24 +41,23 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     v["text"] = bad / "notes.mp4"
     v["text"].write_text("this is not a video\n" * 50)
     # moov atom at the end (ffmpeg's default): cut in half, the index is gone
-    whole = render(root / "whole.mp4", "testsrc=s=96x64:d=10:r=8", "-pix_fmt", "yuv420p")
+    whole = render_lavfi(root / "whole.mp4", "testsrc=s=96x64:d=10:r=8")
     v["trunc_moov"] = bad / "trunc_moov.mp4"
     v["trunc_moov"].write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     # moov first (faststart): the header promises 25 s, the data stops early
-    fast = render(
-        root / "fast.mp4", "testsrc=s=96x64:d=25:r=8", "-pix_fmt", "yuv420p", "-movflags", "+faststart"
+    fast = render_lavfi(
+        root / "fast.mp4",
+        "testsrc=s=96x64:d=25:r=8",
+        extra=("-pix_fmt", "yuv420p", "-movflags", "+faststart"),
     )
     v["trunc_data"] = bad / "trunc_data.mp4"
     v["trunc_data"].write_bytes(fast.read_bytes()[: int(fast.stat().st_size * 0.4)])
-    v["audio"] = render(bad / "audio.mp4", "sine=f=440:d=2")
-    v["wide"] = render(bad / "wide.mp4", "color=c=blue:s=10000x16:d=0.4:r=5", "-pix_fmt", "yuv420p")
-    v["forever"] = render(
+    v["audio"] = render_lavfi(bad / "audio.mp4", "sine=f=440:d=2", extra=())
+    v["wide"] = render_lavfi(bad / "wide.mp4", "color=c=blue:s=10000x16:d=0.4:r=5")
+    v["forever"] = render_lavfi(
         bad / "forever.mp4",
         "color=c=blue:s=16x16:r=0.0001:d=200000",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
+        extra=("-c:v", "libx264", "-pix_fmt", "yuv420p"),
     )
     v["missing"] = root / "does-not-exist.mp4"
     v["good"], v["bad"] = good, bad
@@ -73,7 +70,6 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def built(
-    t2v: Run,
     library: dict[str, Path],
     checkpoints: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
@@ -129,7 +125,7 @@ def test_add_indexes_good_files_and_reports_every_bad_one(
 
 
 def test_search_returns_exactly_scored_moments(
-    built: tuple[Path, subprocess.CompletedProcess[str]], t2v: Run, checkpoints: tuple[Path, Path]
+    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
 ) -> None:
     import torch
 
@@ -158,7 +154,7 @@ def test_search_returns_exactly_scored_moments(
 
 
 def test_rm_never_returns_the_video_again(
-    built: tuple[Path, subprocess.CompletedProcess[str]], t2v: Run, checkpoints: tuple[Path, Path]
+    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
 ) -> None:
     from indexer.search.searcher import Searcher
     from model import create_model
@@ -191,7 +187,7 @@ def test_rm_never_returns_the_video_again(
 
 
 def test_other_model_is_refused_then_reindex_rebuilds(
-    built: tuple[Path, subprocess.CompletedProcess[str]], t2v: Run, checkpoints: tuple[Path, Path]
+    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
 ) -> None:
     from indexer.store import ModelMismatchError, store_identity
     from model import create_model, read_checkpoint
@@ -216,8 +212,6 @@ def test_other_model_is_refused_then_reindex_rebuilds(
 
 
 def test_kill_9_during_add_then_recovery_and_resume(
-    t2v: Run,
-    t2v_popen: Callable[..., subprocess.Popen[str]],
     checkpoints: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:

@@ -7,30 +7,27 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 import yaml
 
 from service.settings_doc import env_example, iter_settings
+from tests.support import REPO, free_port, wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "docker-compose.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
-DOCKERFILES = [ROOT / "docker" / "Dockerfile", ROOT / "docker" / "Dockerfile.cpu"]
+COMPOSE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+DOCKERFILES = [REPO / "docker" / "Dockerfile", REPO / "docker" / "Dockerfile.cpu"]
 # The Compose Specification's JSON schema, as shipped in the dclint package on the npm registry.
 SCHEMA_PACKAGE = "dclint@3.1.0"
-SCHEMA_CACHE = ROOT / "var" / "cache" / "compose-spec.schema.json"
+SCHEMA_CACHE = REPO / "var" / "cache" / "compose-spec.schema.json"
 # Variables read by compose or the entrypoint, not by the service's settings.
 NON_SETTING_VARS = {
     "COMPOSE_PROFILES",
@@ -142,7 +139,7 @@ def test_ports_volumes_and_paths_agree(compose: dict[str, Any]) -> None:
             assert any(root.startswith(m) for m in mounts), f"allowed root {root} is not mounted"
         build = service.get("build")
         if build:
-            assert (ROOT / build["context"] / build["dockerfile"]).exists()
+            assert (REPO / build["context"] / build["dockerfile"]).exists()
     assert used == declared, f"declared but unused volumes: {declared - used}"
     assert {"store", "uploads", "model-cache"} <= declared
     api = compose["services"]["api"]
@@ -176,14 +173,8 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
     assert subprocess.run([exe, str(bad)], capture_output=True).returncode != 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_entrypoint_starts_the_service_on_the_cpu_path(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -194,9 +185,10 @@ def test_entrypoint_starts_the_service_on_the_cpu_path(tmp_path: Path) -> None:
         "T2V_VAR_DIR": str(tmp_path / "data" / "var"),
         "T2V_MODEL__DEVICE": "cpu",
     }
-    log = (tmp_path / "entrypoint.log").open("w")
+    log_path = tmp_path / "entrypoint.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        ["bash", str(ROOT / "docker" / "entrypoint.sh")],
+        ["bash", str(REPO / "docker" / "entrypoint.sh")],
         cwd=tmp_path,
         env=env,
         stdout=log,
@@ -204,18 +196,11 @@ def test_entrypoint_starts_the_service_on_the_cpu_path(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 180
-        status = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-                    status = r.status
-                    body = json.loads(r.read())
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(1)
-        assert status == 200, (tmp_path / "entrypoint.log").read_text()[-3000:]
-        assert body  # readiness reports what it loaded
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, lambda: proc.poll() is None, log_path, timeout=180)
+        r = httpx.get(url + "/readyz", timeout=5)
+        assert r.status_code == 200, log_path.read_text()[-3000:]
+        assert r.json()  # readiness reports what it loaded
         assert (tmp_path / "data" / "index").exists()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -228,6 +213,6 @@ def test_entrypoint_starts_the_service_on_the_cpu_path(tmp_path: Path) -> None:
 
 
 def test_readme_settings_table_lists_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     missing = [env for env in SETTING_VARS if f"`{env}`" not in readme]
     assert not missing, f"README settings table is stale (regenerate with `t2v settings`): {missing}"

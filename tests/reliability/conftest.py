@@ -1,11 +1,10 @@
-"""Fixtures for the reliability tests: one generated corpus, a tiny checkpoint, a fork zygote."""
+"""Fixtures for the reliability tests: one generated corpus, a fork zygote, process helpers."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,11 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from indexer.media.video import ffmpeg_exe
-from tests.support import REPO
+from tests.support import REPO, cli_env, colour_video, free_port, server_settings, settings_env, wait_ready
 
 COLOURS = [
     "red",
@@ -35,45 +32,15 @@ COLOURS = [
 ]
 
 
-def render(path: Path, colour: str, seconds: float, speed: int) -> Path:
-    box = f"drawbox=x='mod(t*{speed},60)':y=20:w=20:h=20:color=white:t=fill"
-    src = f"color=c={colour}:s=96x64:d={seconds}:r=8"
-    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", src, "-vf", box]
-    subprocess.run([*cmd, "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
-    return path
-
-
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """12 small distinct mp4s (distinct content hashes), 2-3 s each, in one allowed root."""
     root = tmp_path_factory.mktemp("corpus")
-    return [render(root / f"{c}.mp4", c, 2.0 + i % 2, 20 + 3 * i) for i, c in enumerate(COLOURS)]
-
-
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from model import create_model, save_checkpoint
-
-    torch.manual_seed(0)
-    m = create_model("t2v-tiny")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, m.config, m.state_dict())
-    return path
+    return [colour_video(root / f"{c}.mp4", c, 2.0 + i % 2, speed=20 + 3 * i) for i, c in enumerate(COLOURS)]
 
 
 def base_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), T2V_MODEL__DEVICE="cpu")
-    env.pop("T2V_INDEX_DIR", None)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return cli_env(OMP_NUM_THREADS="1")
 
 
 def pid_alive(pid: int) -> bool:
@@ -136,9 +103,9 @@ class Zygote:
         (url, pid). A server that never gets ready is killed before the error propagates."""
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
-        pid = self.serve(port, server_env(settings), log)
+        pid = self.serve(port, settings_env(settings), log)
         try:
-            wait_ready(url, pid, log)
+            wait_ready(url, lambda: pid_alive(pid), log)
         except BaseException:
             kill9(pid)
             raise
@@ -161,43 +128,5 @@ def zygote() -> Iterator[Zygote]:
 def tiny_settings(work: Path, root: Path, checkpoint: Path, **extra: Any) -> dict[str, Any]:
     """Service settings these tests share: stores under `work`, ingestion confined to `root`, the
     tiny checkpoint on CPU, 1 s clips; `extra` adds or overrides settings."""
-    return {
-        "index_dir": str(work / "index"),
-        "var_dir": str(work / "var"),
-        "allowed_roots": [str(root)],
-        "model": {"checkpoint": str(checkpoint), "device": "cpu"},
-        "window": 1.0,
-        "stride": 1.0,
-        **extra,
-    }
-
-
-def server_env(settings: dict[str, Any]) -> dict[str, str]:
-    return {f"T2V_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
-
-
-def wait_ready(url: str, pid: int, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not ready in {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        r = client.get(f"/v1/jobs/{job_id}")
-        assert r.status_code == 200, r.text
-        job = r.json()
-        if job["state"] == "done":
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} not done in {timeout}s: {job}")
+    model = {"checkpoint": str(checkpoint), "device": "cpu"}
+    return server_settings(work, root, **{"model": model, "window": 1.0, "stride": 1.0, **extra})

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import httpx
 
+from indexer.corpora.lavfi import render_lavfi
 from indexer.media.video import ffmpeg_exe
+from tests.support import wait_job
 
-from .conftest import Zygote, kill9, tiny_settings, wait_job
+from .conftest import Zygote, kill9, tiny_settings
 
 
-def lavfi(path: Path, *args: str) -> Path:
-    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *args, str(path)], check=True, timeout=60)
+def rotated(src: Path, path: Path) -> Path:
+    """`src` with a 90-degree display-rotation tag (the stream copied, not re-encoded)."""
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-display_rotation", "90", "-i", str(src), "-c", "copy"]
+    subprocess.run([*cmd, str(path)], check=True, timeout=60)
     return path
 
 
@@ -34,33 +38,25 @@ def make_corpus(root: Path, good: Path) -> dict[str, Path]:
     assert moov > data.find(b"mdat") > 0, "expected the moov atom after the media data"
     out["no_moov"] = root / "no_moov.mp4"  # a recording cut before its moov atom was written
     out["no_moov"].write_bytes(data[: moov - 4])
-    out["audio_only"] = lavfi(root / "audio_only.mp4", "-f", "lavfi", "-i", "sine=d=2", "-c:a", "aac")
-    out["tiny_0.1s"] = lavfi(
-        root / "tiny_0.1s.mp4", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.1:r=10", "-pix_fmt", "yuv420p"
-    )
-    out["one_pixel"] = lavfi(root / "one_pixel.mp4", "-f", "lavfi", "-i", "color=c=blue:s=2x2:d=1:r=5")
-    out["vfr"] = lavfi(
+    out["audio_only"] = render_lavfi(root / "audio_only.mp4", "sine=d=2", extra=("-c:a", "aac"))
+    out["tiny_0.1s"] = render_lavfi(root / "tiny_0.1s.mp4", "color=c=red:s=64x64:d=0.1:r=10")
+    out["one_pixel"] = render_lavfi(root / "one_pixel.mp4", "color=c=blue:s=2x2:d=1:r=5", extra=())
+    out["vfr"] = render_lavfi(
         root / "vfr.mkv",
-        *("-f", "lavfi", "-i", "testsrc=s=96x64:d=3:r=10", "-vf", "select='not(between(t,1,2))'"),
-        *("-fps_mode", "vfr", "-pix_fmt", "yuv420p"),
+        "testsrc=s=96x64:d=3:r=10",
+        filters="select='not(between(t,1,2))'",
+        extra=("-fps_mode", "vfr", "-pix_fmt", "yuv420p"),
     )
-    out["rotated"] = lavfi(
-        root / "rotated.mp4",
-        *("-display_rotation", "90", "-i", str(good), "-c", "copy"),
-    )
+    out["rotated"] = rotated(good, root / "rotated.mp4")
     out["unicode"] = root / "vidéo ünïcode 日本 spaces.mp4"
-    out["unicode"].write_bytes(
-        lavfi(
-            root / "u.mp4", "-f", "lavfi", "-i", "testsrc=s=96x64:d=2:r=8", "-pix_fmt", "yuv420p"
-        ).read_bytes()
-    )
+    out["unicode"].write_bytes(render_lavfi(root / "u.mp4", "testsrc=s=96x64:d=2:r=8").read_bytes())
     (root / "u.mp4").unlink()
-    out["8k"] = lavfi(
+    out["8k"] = render_lavfi(
         root / "8k.mp4",
-        *("-f", "lavfi", "-i", "testsrc=s=7680x4320:d=1:r=2", "-c:v", "libx264", "-preset", "ultrafast"),
-        *("-pix_fmt", "yuv420p"),
+        "testsrc=s=7680x4320:d=1:r=2",
+        extra=("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"),
     )
-    small = lavfi(root / "s.mp4", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1:r=4", "-pix_fmt", "yuv420p")
+    small = render_lavfi(root / "s.mp4", "color=c=red:s=64x64:d=1:r=4")
     out["ten_hours"] = claim_ten_hours(small, root / "ten_hours.mp4")
     small.unlink()
     return out

@@ -16,16 +16,9 @@ import httpx
 import numpy as np
 
 from indexer.store import Store
+from tests.support import free_port, wait_job
 
-from .conftest import (
-    Zygote,
-    free_port,
-    kill9,
-    pid_alive,
-    tiny_settings,
-    wait_exit,
-    wait_job,
-)
+from .conftest import Zygote, kill9, pid_alive, tiny_settings, wait_exit
 
 CLI_TRIALS = 12
 SERVICE_TRIALS = 8

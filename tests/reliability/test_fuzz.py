@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from .conftest import Zygote, kill9, tiny_settings, wait_job
+from tests.support import wait_job
+
+from .conftest import Zygote, kill9, tiny_settings
 
 KEY = "fuzz-key"
 EXAMPLES = 12  # per operation: ~15 operations, well under a minute in all

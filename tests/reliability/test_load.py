@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import Zygote, base_env, kill9, tiny_settings, wait_job
+from tests.support import wait_job
+
+from .conftest import Zygote, base_env, kill9, tiny_settings
 
 CLIENTS = 32
 SECONDS = 8.0

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Zygote, free_port, kill9, tiny_settings, wait_job
+from tests.support import free_port, wait_job
+
+from .conftest import Zygote, kill9, tiny_settings
 
 KEY = "s3cret-key"
 MAX_UPLOAD = 64 * 1024

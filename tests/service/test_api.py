@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Server, wait_job
+from tests.support import Server, server_settings, wait_job
 
 KEY = "test-key-123"
 MAX_UPLOAD = 200_000
@@ -36,20 +36,17 @@ def server(
         link.symlink_to(outside / "secret.mp4")
     (root / "notes.mp4").write_text("this is not a video")
     work = tmp_path_factory.mktemp("api")
-    srv = Server(
+    settings = server_settings(
         work,
-        {
-            "index_dir": str(work / "index"),
-            "var_dir": str(work / "var"),
-            "allowed_roots": [str(root)],
-            "api_keys": [KEY],
-            "limits__max_upload_bytes": MAX_UPLOAD,
-            "limits__max_query_chars": 200,
-            "limits__max_page_size": 50,
-            "limits__max_active_jobs": 1,
-            "cors_origins": ["http://allowed.example"],
-        },
-    ).start()
+        root,
+        api_keys=[KEY],
+        limits__max_upload_bytes=MAX_UPLOAD,
+        limits__max_query_chars=200,
+        limits__max_page_size=50,
+        limits__max_active_jobs=1,
+        cors_origins=["http://allowed.example"],
+    )
+    srv = Server(work, settings).start()
     yield srv
     srv.stop()
 

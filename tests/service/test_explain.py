@@ -7,9 +7,6 @@ top contributing frame must fall inside that scene, and the contributions must a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import pytest
 from indexer.corpora.synthetic import DemoVideo, render_demo_library
 from indexer.search.rank_demo import render_colour_video
 from indexer.settings import DEMO_CHECKPOINT
-from tests.support import REPO, Server, wait_job
+from tests.support import Server, server_settings, t2v, wait_job
 
 TRAINED = DEMO_CHECKPOINT.exists()
 KEY = "explain-test-key"
@@ -34,15 +31,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> list[DemoVideo]:
 def server(tmp_path_factory: pytest.TempPathFactory, library: list[DemoVideo]) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("explain")
     root = library[0].path.parent
-    srv = Server(
-        work,
-        {
-            "index_dir": str(work / "index"),
-            "var_dir": str(work / "var"),
-            "allowed_roots": [str(root)],
-            "api_keys": [KEY],
-        },
-    ).start()
+    srv = Server(work, server_settings(work, root, api_keys=[KEY])).start()
     try:
         yield srv
     finally:
@@ -115,12 +104,6 @@ def test_top_frame_lies_in_the_queried_scene(
                     misses.append((scene.caption, (scene.start, scene.end), top))
     assert total >= 20
     assert inside >= 0.85 * total, f"{inside}/{total} top frames inside their scene; misses: {misses}"
-
-
-def t2v(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "service.cli", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_remote_search_matches_the_api(server: Server, video_ids: dict[str, int]) -> None:

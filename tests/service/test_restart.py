@@ -11,7 +11,7 @@ import httpx
 
 from indexer.search.rank_demo import render_colour_video
 from service.jobs import JobStore
-from tests.support import Server, wait_job
+from tests.support import Server, server_settings, wait_job
 
 COLOURS = ["red", "green", "blue", "yellow", "magenta", "orange"]
 
@@ -21,13 +21,7 @@ def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
     root.mkdir()
     # long enough (several windows each) that the job is still running when we kill the server
     paths = [render_colour_video(root / f"{c}.mp4", c, seconds=30.0 + i) for i, c in enumerate(COLOURS)]
-    settings = {
-        "index_dir": str(tmp_path / "index"),
-        "var_dir": str(tmp_path / "var"),
-        "allowed_roots": [str(root)],
-        "window": 4.0,
-        "stride": 2.0,
-    }
+    settings = server_settings(tmp_path, root, window=4.0, stride=2.0)
     first = Server(tmp_path, settings).start()
     try:
         with first.client() as c:

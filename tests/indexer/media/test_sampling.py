@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.corpora.lavfi import render_lavfi
 from indexer.media.sampling import sample_frames_selective, select_expression
 from indexer.media.video import probe, sample_frames
 from model.backbone import PreprocessCfg
-from tests.support import render
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sampling") / "bars.mp4"
-    return render(out, "testsrc2=s=128x96:d=6:r=30", "-pix_fmt", "yuv420p")
+    return render_lavfi(out, "testsrc2=s=128x96:d=6:r=30")
 
 
 @pytest.fixture(scope="module")

@@ -1,42 +1,16 @@
-"""Fixtures for the Ray ingestion tests: a generated corpus, a checkpoint, the single-process store."""
+"""Fixtures for the Ray ingestion tests: a generated corpus, the tiny model, the single-process store."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from indexer.media.video import ffmpeg_exe
-from tests.support import REPO
+from indexer.corpora.lavfi import render_lavfi
 
 WINDOW, STRIDE = 4.0, 2.0  # small windows: the 12 s video becomes 5 overlapping clips
-
-
-def render(path: Path, source: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            source,
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +18,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Good videos (one an exact copy), unreadable files and a missing path, in a fixed order."""
     root = tmp_path_factory.mktemp("corpus")
     good = root / "good"
-    red = render(good / "a_red.mp4", "color=c=red:s=96x64:d=3:r=8")
-    render(good / "b_blue.mp4", "color=c=blue:s=96x64:d=3:r=8")
-    render(good / "c_pattern.mp4", "testsrc=s=96x64:d=12:r=8")
-    render(good / "nested" / "d_green.mp4", "color=c=green:s=96x64:d=2:r=8")
+    red = render_lavfi(good / "a_red.mp4", "color=c=red:s=96x64:d=3:r=8")
+    render_lavfi(good / "b_blue.mp4", "color=c=blue:s=96x64:d=3:r=8")
+    render_lavfi(good / "c_pattern.mp4", "testsrc=s=96x64:d=12:r=8")
+    render_lavfi(good / "nested" / "d_green.mp4", "color=c=green:s=96x64:d=2:r=8")
     shutil.copy(red, good / "e_red_copy.mp4")
     bad = root / "bad"
     bad.mkdir()
@@ -57,23 +31,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from model import create_model, save_checkpoint
-
-    torch.manual_seed(0)
-    m = create_model("t2v-tiny")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, m.config, m.state_dict())
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(checkpoint: Path) -> Any:
+def model(tiny_ckpt: Path) -> Any:
     from model import create_model
 
-    return create_model(None, checkpoint=checkpoint)
+    return create_model(None, checkpoint=tiny_ckpt)
 
 
 def items_of(corpus: dict[str, Any]) -> list[Any]:
@@ -92,14 +53,14 @@ def identity(model: Any, checkpoint: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def reference(
-    corpus: dict[str, Any], model: Any, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+    corpus: dict[str, Any], model: Any, tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """The store the single-process indexer builds from the same corpus."""
     from indexer.ingest.pipeline import Ingestor
     from indexer.store import Store
 
     path = tmp_path_factory.mktemp("ref") / "idx"
-    with Store.open(path, identity(model, checkpoint), create=True) as store:
+    with Store.open(path, identity(model, tiny_ckpt), create=True) as store:
         results = Ingestor(store, model, WINDOW, STRIDE, batch_size=8).ingest_many(items_of(corpus))
     assert sum(r.status == "done" for r in results) == corpus["unique"]
     return path
@@ -115,23 +76,3 @@ def ray_cluster() -> Any:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def t2v() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """The `t2v` CLI as a subprocess."""
-
-    def run(*args: str | Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), T2V_MODEL__DEVICE="cpu")
-        env.pop("T2V_INDEX_DIR", None)
-        return subprocess.run(
-            [sys.executable, "-m", "service.cli", *map(str, args)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    return run

@@ -7,11 +7,9 @@ uses it directly. The fault test kills the encoder actor's process (os._exit) on
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +25,10 @@ from indexer.ingest.distributed import (
 )
 from indexer.search.searcher import Searcher
 from indexer.store import Store
-from tests.support import REPO
+from tests.support import REPO, free_port, t2v
 
 from .conftest import STRIDE, WINDOW, identity, items_of
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
 QUERIES = ["a red square", "a colourful test pattern with moving numbers", "green"]
 
 
@@ -64,9 +61,8 @@ def assert_same_as_reference(path: Path, reference: Path, model: Any) -> None:
 
 def test_cli_ray_store_equals_single_process_store(
     ray_cluster: str,
-    t2v: Run,
     corpus: dict[str, Any],
-    checkpoint: Path,
+    tiny_ckpt: Path,
     model: Any,
     reference: Path,
     tmp_path: Path,
@@ -74,7 +70,7 @@ def test_cli_ray_store_equals_single_process_store(
     index = tmp_path / "idx"
     proc = t2v(
         "index", "add", corpus["good"], corpus["bad"], corpus["missing"], "--index", index,
-        "--checkpoint", checkpoint, "--window", WINDOW, "--stride", STRIDE, "--batch-size", 8,
+        "--checkpoint", tiny_ckpt, "--window", WINDOW, "--stride", STRIDE, "--batch-size", 8,
         "--ray-address", ray_cluster,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr  # some files failed
@@ -122,7 +118,7 @@ def crashing(crash_on: str, marker: Path) -> type[ClipEncoder]:
 
 
 def test_killed_encoder_leaves_a_consistent_store_and_a_rerun_completes_it(
-    ray_cluster: str, corpus: dict[str, Any], checkpoint: Path, model: Any, reference: Path, tmp_path: Path
+    ray_cluster: str, corpus: dict[str, Any], tiny_ckpt: Path, model: Any, reference: Path, tmp_path: Path
 ) -> None:
     index = tmp_path / "idx"
     items = items_of(corpus)
@@ -132,7 +128,7 @@ def test_killed_encoder_leaves_a_consistent_store_and_a_rerun_completes_it(
 
     # no restarts allowed: the actor's death ends the run with an error
     no_restarts = RayOptions(videos_per_task=1, max_restarts=0)
-    with Store.open(index, identity(model, checkpoint), create=True) as store:
+    with Store.open(index, identity(model, tiny_ckpt), create=True) as store:
         with pytest.raises(DistributedError, match="rerun to complete"):
             ingestor(store, no_restarts, crashing("c_pattern.mp4", tmp_path / "crash1")).ingest_many(items)
     assert (tmp_path / "crash1").exists()
@@ -145,7 +141,7 @@ def test_killed_encoder_leaves_a_consistent_store_and_a_rerun_completes_it(
 
     # the rerun (default: Ray restarts a dead encoder and retries its batch) survives another
     # crash and completes the store; what the first run committed is reported as duplicate
-    with Store.open(index, identity(model, checkpoint)) as store:
+    with Store.open(index, identity(model, tiny_ckpt)) as store:
         again = ingestor(store, RayOptions(videos_per_task=2), crashing("b_blue.mp4", tmp_path / "crash2"))
         rerun = again.ingest_many(items)
     assert (tmp_path / "crash2").exists()
@@ -181,9 +177,7 @@ def test_ray_is_imported_only_for_ray_ingestion() -> None:
 
 
 def test_unreachable_or_malformed_cluster_address_fails_fast() -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     t0 = time.perf_counter()
     with pytest.raises(DistributedError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}"):
         _check_reachable(f"127.0.0.1:{port}")
