@@ -3,9 +3,6 @@ real content (a drawn heat map, not a blank canvas), and clear errors for bad in
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +12,10 @@ from PIL import Image
 from indexer.corpora.synthetic import render_demo_library
 from indexer.report.figures import DPI, FIG_H, FIG_W
 from indexer.settings import DEMO_CHECKPOINT
-from tests.support import REPO
+from tests.support import t2v
 
 SIZE = (int(FIG_W * DPI), int(FIG_H * DPI))
 pytestmark = pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason=f"needs {DEMO_CHECKPOINT}")
-
-
-def t2v(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-m", "service.cli", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture(scope="module")

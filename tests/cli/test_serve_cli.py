@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
-from tests.support import REPO, Server, free_port
-
-
-def t2v(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support import Server, t2v
 
 
 def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
@@ -34,27 +19,13 @@ def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
 
 
 def test_serve_flags_configure_the_server(tmp_path: Path, colour_videos: dict[str, Path]) -> None:
-    port = free_port()
     root = colour_videos["red"].parent
-    cmd = [
-        sys.executable,
-        "-m",
-        "service.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--index-dir",
-        str(tmp_path / "ix"),
-    ]
-    cmd += ["--var-dir", str(tmp_path / "var"), "--allowed-root", str(root), "--api-key", "k1"]
-    srv = Server(tmp_path, {})
-    srv.port, srv.url = port, f"http://127.0.0.1:{port}"
-    with open(srv.log, "wb") as log:
-        srv.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=log, stderr=log
-        )
+    srv = Server(tmp_path, {})  # no T2V_* settings: the flags alone configure it
     try:
-        srv.wait_ready()
+        srv.start(
+            "serve", "--port", str(srv.port), "--index-dir", tmp_path / "ix", "--var-dir", tmp_path / "var",
+            "--allowed-root", root, "--api-key", "k1",
+        )  # fmt: skip
         body = {"paths": [str(colour_videos["green"])]}
         assert httpx.post(srv.url + "/v1/ingest", json=body).status_code == 401
         r = httpx.post(srv.url + "/v1/ingest", json=body, headers={"X-API-Key": "k1"})

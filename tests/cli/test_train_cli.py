@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,19 +15,13 @@ from PIL import Image
 
 from indexer.corpora.synthetic import generate_benchmark
 from model import read_checkpoint
-from tests.support import REPO
+from tests import support
 
-CLI = [sys.executable, "-m", "service.cli"]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+ENV = support.cli_env(OMP_NUM_THREADS="1")
 
 
-def t2v(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *map(str, args)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
-    )
+def t2v(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return support.t2v(*args, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +70,9 @@ def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Pa
 
     run = tmp_path / "killed"
     proc = subprocess.Popen(
-        [*CLI, "train", "-c", str(train_config), "--out-dir", str(run)],
-        cwd=REPO,
-        env=_env(),
+        support.t2v_command("train", "-c", train_config, "--out-dir", run),
+        cwd=support.REPO,
+        env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
