@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO
+
+pytestmark = pytest.mark.slow  # runs every benchmark part in --smoke mode
 
 
 def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:

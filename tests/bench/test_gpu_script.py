@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import REPO
+
+pytestmark = pytest.mark.slow  # runs the GPU benchmark script's CPU fallback
 
 
 def test_gpu_script_cpu_fallback(tmp_path: Path) -> None:

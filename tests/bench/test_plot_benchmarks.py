@@ -14,6 +14,8 @@ from PIL import Image
 
 from tests.support import REPO
 
+pytestmark = pytest.mark.slow  # a bench run, then its plots
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1")

@@ -11,6 +11,8 @@ import pytest
 
 from tests.support import REPO
 
+pytestmark = pytest.mark.slow  # profiles searches on a generated store
+
 
 def test_profile_splits_samples_into_search_parts() -> None:
     cmd = [sys.executable, str(REPO / "bench" / "profile_search.py"), "--dist", "clustered",

@@ -153,6 +153,7 @@ def test_search_returns_exactly_scored_moments(
     assert scores == pytest.approx(sorted(exact_of.values(), reverse=True)[:5], abs=1e-4)
 
 
+@pytest.mark.slow  # rm, search, compact and verify: four more CLI runs
 def test_rm_never_returns_the_video_again(
     built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
 ) -> None:
@@ -186,6 +187,7 @@ def test_rm_never_returns_the_video_again(
         assert long_id not in {m.video_id for m in hits.moments}
 
 
+@pytest.mark.slow  # a reindex with the other model (runs after the rm test)
 def test_other_model_is_refused_then_reindex_rebuilds(
     built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
 ) -> None:
@@ -211,6 +213,7 @@ def test_other_model_is_refused_then_reindex_rebuilds(
     assert not index.with_name(index.name + ".reindex-new").exists()
 
 
+@pytest.mark.slow  # indexes ten videos twice
 def test_kill_9_during_add_then_recovery_and_resume(
     checkpoints: tuple[Path, Path],
     tmp_path: Path,

@@ -15,7 +15,10 @@ from indexer.settings import DEMO_CHECKPOINT
 from tests.support import t2v
 
 SIZE = (int(FIG_W * DPI), int(FIG_H * DPI))
-pytestmark = pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason=f"needs {DEMO_CHECKPOINT}")
+pytestmark = [
+    pytest.mark.slow,  # three figure runs with the demo model
+    pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason=f"needs {DEMO_CHECKPOINT}"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import Server, t2v
 
@@ -18,6 +19,7 @@ def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
     assert out.returncode == 2 and "not a directory" in out.stderr
 
 
+@pytest.mark.slow  # a served model and an ingestion
 def test_serve_flags_configure_the_server(tmp_path: Path, colour_videos: dict[str, Path]) -> None:
     root = colour_videos["red"].parent
     srv = Server(tmp_path, {})  # no T2V_* settings: the flags alone configure it

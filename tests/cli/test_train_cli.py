@@ -55,6 +55,7 @@ def _state_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
 
 
+@pytest.mark.slow  # two training runs, a kill, a resume, an eval
 def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Path) -> None:
     full = t2v("train", "-c", train_config, "--out-dir", tmp_path / "full")
     assert full.returncode == 0, full.stderr

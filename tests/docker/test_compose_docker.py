@@ -173,6 +173,7 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
     assert subprocess.run([exe, str(bad)], capture_output=True).returncode != 0
 
 
+@pytest.mark.slow  # the whole service through the entrypoint
 def test_entrypoint_starts_the_service_on_the_cpu_path(tmp_path: Path) -> None:
     port = free_port()
     env = {

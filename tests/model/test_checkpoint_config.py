@@ -97,6 +97,7 @@ def _run_missing_weights(env_extra: dict[str, str], config: str) -> tuple[float,
     return float(proc.stdout.strip().splitlines()[-1]), proc
 
 
+@pytest.mark.slow  # a fresh interpreter per case
 @pytest.mark.parametrize("env_extra", [{"HF_HUB_OFFLINE": "1"}, {}], ids=["hf-offline", "no-network"])
 def test_missing_pretrained_weights_fail_fast(env_extra: dict[str, str]) -> None:
     elapsed, proc = _run_missing_weights(env_extra, "t2v-vit-b-32")

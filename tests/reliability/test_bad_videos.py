@@ -9,12 +9,15 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from indexer.corpora.lavfi import render_lavfi
 from indexer.media.video import ffmpeg_exe
 from tests.support import wait_job
 
 from .conftest import Zygote, kill9, tiny_settings
+
+pytestmark = pytest.mark.slow  # a live server through a corpus of broken videos
 
 
 def rotated(src: Path, path: Path) -> Path:

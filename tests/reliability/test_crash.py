@@ -14,11 +14,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from indexer.store import Store
 from tests.support import free_port, wait_job
 
 from .conftest import Zygote, kill9, pid_alive, tiny_settings, wait_exit
+
+pytestmark = pytest.mark.slow  # kill -9 trials
 
 CLI_TRIALS = 12
 SERVICE_TRIALS = 8

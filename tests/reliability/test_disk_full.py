@@ -16,6 +16,8 @@ import pytest
 from .conftest import Zygote, wait_exit
 from .test_crash import check_store
 
+pytestmark = pytest.mark.slow  # full-disk trials
+
 
 def add(zygote: Zygote, paths: list[Path], index: Path, ckpt: Path, log: Path, **fault: bool) -> int:
     argv = ["index", "add", *map(str, paths), "--index", str(index), "--checkpoint", str(ckpt)]

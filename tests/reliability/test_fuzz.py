@@ -19,6 +19,8 @@ from tests.support import wait_job
 
 from .conftest import Zygote, kill9, tiny_settings
 
+pytestmark = pytest.mark.slow  # schema fuzzing of a live server
+
 KEY = "fuzz-key"
 EXAMPLES = 12  # per operation: ~15 operations, well under a minute in all
 

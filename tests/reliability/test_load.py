@@ -13,10 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import wait_job
 
 from .conftest import Zygote, base_env, kill9, tiny_settings
+
+pytestmark = pytest.mark.slow  # load on a live server
 
 CLIENTS = 32
 SECONDS = 8.0

@@ -17,6 +17,8 @@ from tests.support import free_port, wait_job
 
 from .conftest import Zygote, kill9, tiny_settings
 
+pytestmark = pytest.mark.slow  # a live server's refusals
+
 KEY = "s3cret-key"
 MAX_UPLOAD = 64 * 1024
 

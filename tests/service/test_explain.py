@@ -18,6 +18,8 @@ from indexer.search.rank_demo import render_colour_video
 from indexer.settings import DEMO_CHECKPOINT
 from tests.support import Server, server_settings, t2v, wait_job
 
+pytestmark = pytest.mark.slow  # the demo library indexed by a live server
+
 TRAINED = DEMO_CHECKPOINT.exists()
 KEY = "explain-test-key"
 

@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from indexer.search.rank_demo import render_colour_video
 from service.jobs import JobStore
 from tests.support import Server, server_settings, wait_job
+
+pytestmark = pytest.mark.slow  # server kills and restarts mid-job
 
 COLOURS = ["red", "green", "blue", "yellow", "magenta", "orange"]
 

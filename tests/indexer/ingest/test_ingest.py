@@ -74,6 +74,7 @@ def test_parallel_decoders_keep_input_order_for_duplicates(model: torch.nn.Modul
     store.close()
 
 
+@pytest.mark.slow  # waits out a deliberately slow encoder
 def test_slow_encoder_does_not_hang_the_run(
     model: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,8 @@ from tests.support import REPO, free_port, t2v
 
 from .conftest import STRIDE, WINDOW, identity, items_of
 
+pytestmark = pytest.mark.slow  # a local Ray instance
+
 QUERIES = ["a red square", "a colourful test pattern with moving numbers", "green"]
 
 
