@@ -4,18 +4,14 @@ folders share; plain helpers are in tests/support.py."""
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from indexer.search.rank_demo import render_colour_video  # noqa: E402
-from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
+from indexer.corpora.lavfi import render_colour_box  # noqa: E402
 from tests import support  # noqa: E402
 
 
@@ -32,40 +28,10 @@ def checkpoints(tiny_ckpt: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def t2v() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the `t2v` CLI as a subprocess (as a user would); returns the completed process."""
-    return support.t2v
-
-
-@pytest.fixture(scope="session")
-def t2v_popen() -> Callable[..., subprocess.Popen[str]]:
-    return support.t2v_popen
-
-
-@pytest.fixture(scope="session")
 def colour_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small distinct mp4s (different content hashes) inside a directory used as an allowed root."""
     root = tmp_path_factory.mktemp("library")
     out = {}
     for i, colour in enumerate(["red", "green", "blue", "yellow", "purple", "orange", "white", "cyan"]):
-        out[colour] = render_colour_video(root / f"{colour}.mp4", colour, seconds=2.0 + 0.5 * (i % 3))
+        out[colour] = render_colour_box(root / f"{colour}.mp4", colour, seconds=2.0 + 0.5 * (i % 3))
     return out
-
-
-@pytest.fixture(scope="session")
-def demo_model_available() -> bool:
-    return DEMO_CHECKPOINT.exists()
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
-    started: list[support.Server] = []
-
-    def make(settings: dict[str, Any], workdir: Path | None = None) -> support.Server:
-        srv = support.Server(workdir or tmp_path, settings)
-        started.append(srv)
-        return srv
-
-    yield make
-    for srv in started:
-        srv.stop()

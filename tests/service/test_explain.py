@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from indexer.corpora.lavfi import render_colour_box
 from indexer.corpora.synthetic import DemoVideo, render_demo_library
-from indexer.search.rank_demo import render_colour_video
 from indexer.settings import DEMO_CHECKPOINT
 from tests.support import Server, server_settings, t2v, wait_job
 
@@ -130,7 +130,7 @@ def test_remote_search_matches_the_api(server: Server, video_ids: dict[str, int]
 def test_remote_ingest_uploads_and_follows_the_job(
     server: Server, library: list[DemoVideo], video_ids: dict[str, int], tmp_path: Path
 ) -> None:
-    clip = render_colour_video(tmp_path / "magenta-clip.mp4", "magenta", seconds=2.0)
+    clip = render_colour_box(tmp_path / "magenta-clip.mp4", "magenta", seconds=2.0)
     refused = t2v("ingest", "--server", server.url, str(clip))  # writes need the key
     assert refused.returncode == 2 and "401" in refused.stderr, refused.stderr
     out = t2v("ingest", "--server", server.url, "--api-key", KEY, str(clip))

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from indexer.search.rank_demo import render_colour_video
+from indexer.corpora.lavfi import render_colour_box
 from service.jobs import JobStore
 from tests.support import Server, server_settings, wait_job
 
@@ -23,7 +23,7 @@ def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
     root = tmp_path / "videos"
     root.mkdir()
     # long enough (several windows each) that the job is still running when we kill the server
-    paths = [render_colour_video(root / f"{c}.mp4", c, seconds=30.0 + i) for i, c in enumerate(COLOURS)]
+    paths = [render_colour_box(root / f"{c}.mp4", c, seconds=30.0 + i) for i, c in enumerate(COLOURS)]
     settings = server_settings(tmp_path, root, window=4.0, stride=2.0)
     first = Server(tmp_path, settings).start()
     try:
