@@ -34,6 +34,9 @@ class T2VConfig:
     # Temporal branch over the frame sequence (0 = off: frames are an unordered set, as before).
     temporal_layers: int = 0
     temporal_heads: int = 8  # head width 64 at D=512, as in CLIP's own attention
+    # Frames each frame attends to on either side (0 = all): a local window keeps each stored
+    # frame row about its own scene (what a one-scene query matches) while still seeing motion.
+    temporal_window: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("trained", "zeroshot", "meanp"):
@@ -46,8 +49,8 @@ class T2VConfig:
             raise ConfigError(f"a {self.mode} config has num_tokens = 0")
         if self.tau <= 0:
             raise ConfigError("tau must be > 0")
-        if self.temporal_layers < 0 or self.temporal_heads < 1:
-            raise ConfigError("temporal_layers must be >= 0 and temporal_heads >= 1")
+        if self.temporal_layers < 0 or self.temporal_heads < 1 or self.temporal_window < 0:
+            raise ConfigError("temporal_layers and temporal_window must be >= 0, temporal_heads >= 1")
         if self.zeroshot and self.temporal_layers > 0:
             raise ConfigError("a zeroshot config has no trained weights, so no temporal branch")
 
@@ -70,6 +73,7 @@ class T2VConfig:
                     del data[key]
             if self.temporal_layers == 0:  # the branch is off: its head count means nothing
                 data.pop("temporal_heads", None)
+                data.pop("temporal_window", None)
         return data
 
     def replace(self, **changes: Any) -> T2VConfig:
@@ -94,7 +98,7 @@ class T2VConfig:
 _OMIT_WHEN_DEFAULT: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(T2VConfig)
-    if f.name in ("temporal_layers", "temporal_heads")
+    if f.name in ("temporal_layers", "temporal_heads", "temporal_window")
 }
 
 

@@ -60,7 +60,7 @@ class T2VParser(nn.Module):
         self.visual_temporal: TemporalBranch | None = None
         if config.temporal_layers > 0:
             self.visual_temporal = TemporalBranch(
-                d, config.frames, config.temporal_layers, config.temporal_heads
+                d, config.frames, config.temporal_layers, config.temporal_heads, config.temporal_window
             )
 
     @property

@@ -23,11 +23,12 @@ from torch import Tensor, nn
 class TemporalBranch(nn.Module):
     """F (B, T, D) -> F + W_out(Transformer(LN(F) + P)), W_out zero-initialised."""
 
-    def __init__(self, dim: int, frames: int, layers: int, heads: int) -> None:
+    def __init__(self, dim: int, frames: int, layers: int, heads: int, window: int = 0) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"temporal branch: {heads} heads do not divide the dimension {dim}")
         self.frames = frames
+        self.window = window  # frames attended on either side; 0 = all
         self.norm_in = nn.LayerNorm(dim)
         self.position = nn.Parameter(torch.randn(frames, dim) * 0.02)  # (T, D)
         layer = nn.TransformerEncoderLayer(
@@ -52,5 +53,9 @@ class TemporalBranch(nn.Module):
         if feats.shape[1] != self.frames:
             raise ValueError(f"temporal branch was built for {self.frames} frames, got {feats.shape[1]}")
         h = self.norm_in(feats) + self.position.to(feats.dtype)  # (B, T, D)
-        h = self.norm_out(self.encoder(h))  # (B, T, D)
+        mask = None  # full attention (the fast path)
+        if self.window > 0:  # (T, T) True = may not attend: frames more than `window` apart
+            idx = torch.arange(self.frames, device=feats.device)
+            mask = (idx[:, None] - idx[None, :]).abs() > self.window
+        h = self.norm_out(self.encoder(h, mask=mask))  # (B, T, D)
         return feats + self.out(h)  # (B, T, D)

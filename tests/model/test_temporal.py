@@ -172,3 +172,34 @@ def test_frame_vectors_are_what_gets_stored() -> None:
         temporal = on.frame_vectors(feats)
     assert not torch.allclose(temporal, feats)
     assert torch.allclose(out.vectors[:, : on.config.frames], F.normalize(temporal, dim=-1), atol=1e-6)
+
+
+def test_window_limits_what_a_frame_sees() -> None:
+    """temporal_window w: frame i's output depends only on frames i-w..i+w (per layer), so with one
+    layer, changing frame 0 leaves frames w+1.. unchanged; without a window every frame moves."""
+    dim, frames = 32, 8
+    outputs = {}
+    for window in (0, 2):
+        torch.manual_seed(0)
+        branch = TemporalBranch(dim, frames, layers=1, heads=4, window=window).eval()
+        with torch.no_grad():
+            branch.out.weight.copy_(torch.randn(dim, dim) * 0.5)  # trained: not the identity
+            x = torch.randn(1, frames, dim)
+            y = x.clone()
+            y[0, 0] += torch.randn(dim)  # change the first frame only (not a constant: LayerNorm removes one)
+            outputs[window] = (branch(x) - x, branch(y) - y)  # (1, T, D) each: the branch's residual
+    local_x, local_y = outputs[2]
+    assert torch.allclose(local_x[0, 3:], local_y[0, 3:], atol=1e-6)  # beyond the window: untouched
+    assert not torch.allclose(local_x[0, 1:3], local_y[0, 1:3], atol=1e-6)  # within it: changed
+    full_x, full_y = outputs[0]
+    assert not torch.allclose(full_x[0, 3:], full_y[0, 3:], atol=1e-6)
+
+
+def test_window_is_part_of_the_identity_only_when_set() -> None:
+    base = get_config("t2v-demo-temporal")
+    assert "temporal_window" not in base.to_dict()
+    local = base.replace(temporal_window=2)
+    assert local.to_dict()["temporal_window"] == 2
+    assert T2VConfig.from_dict(local.to_dict()).temporal_window == 2
+    with pytest.raises(ConfigError):
+        base.replace(temporal_window=-1)
