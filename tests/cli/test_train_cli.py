@@ -152,3 +152,17 @@ def test_eval_of_missing_data_set(tmp_path: Path) -> None:
 
     r = CliRunner().invoke(app, ["eval", str(tmp_path / "missing.jsonl"), "--config", "t2v-demo"])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_synth_renderer_2_writes_its_own_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "s2"
+    r = support.t2v("synth", out, "--renderer", "2", "--train", "2", "--val", "1", "--test", "1")
+    assert r.returncode == 0, r.stderr
+    assert [line.split(":")[0] for line in r.stdout.splitlines()] == ["train", "val", "test", "pretrain"]
+    info = json.loads((out / "benchmark.json").read_text())
+    assert info["renderer"] == 2
+    test_rows = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
+    assert {row["kind"] for row in test_rows} == {"partial", "full"}
+    assert all((out / row["video"]).is_file() for row in test_rows)
+    bad = support.t2v("synth", tmp_path / "s3", "--renderer", "3")
+    assert bad.returncode == 2 and not (tmp_path / "s3").exists()
