@@ -167,6 +167,13 @@ def load_backbone(model: T2VParser, checkpoint: str | Path) -> None:
         if k.startswith(prefix) and not k.startswith(prefix + "text_tower.")
     }
     model.backbone.load_state_dict(sub, strict=True)
+    # A stage-1 temporal branch (meanP + temporal learns motion on single scenes) comes along when
+    # both models have one of the same shape; otherwise the model keeps its identity-at-init branch.
+    temporal = {k[len("visual_temporal.") :]: v for k, v in state.items() if k.startswith("visual_temporal.")}
+    if temporal and model.visual_temporal is not None:
+        own = model.visual_temporal.state_dict()
+        if set(temporal) == set(own) and all(temporal[k].shape == own[k].shape for k in own):
+            model.visual_temporal.load_state_dict(temporal, strict=True)
 
 
 def _no_decay(name: str, p: nn.Parameter) -> bool:

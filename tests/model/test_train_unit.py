@@ -85,3 +85,34 @@ def test_load_backbone_copies_only_the_backbone(tmp_path: Path) -> None:
         assert torch.equal(dst.state_dict()[k], v)
     with pytest.raises(ConfigError, match="backbone"):
         load_backbone(create_model("t2v-tiny"), path)
+
+
+def test_load_backbone_brings_a_matching_temporal_branch(tmp_path: Path) -> None:
+    """Stage 1 (meanP + temporal) -> stage 2: the temporal branch comes along when shapes match."""
+    demo = get_config("t2v-demo-temporal")
+    torch.manual_seed(1)
+    src = create_model(get_config("t2v-demo-meanp").replace(temporal_layers=2, temporal_heads=4, frames=12))
+    assert src.visual_temporal is not None
+    with torch.no_grad():
+        src.visual_temporal.out.weight.normal_()  # trained: no longer the zero-init identity
+    path = tmp_path / "stage1.pt"
+    save_checkpoint(path, src.config, src.state_dict())
+    torch.manual_seed(2)
+    dst = create_model(demo)
+    load_backbone(dst, path)
+    assert dst.visual_temporal is not None
+    for k, v in src.visual_temporal.state_dict().items():
+        assert torch.equal(dst.visual_temporal.state_dict()[k], v), k
+    # another frame count: the branch stays at its (identity) initialisation
+    torch.manual_seed(2)
+    other = create_model(demo.replace(frames=8))
+    load_backbone(other, path)
+    assert other.visual_temporal is not None
+    assert not other.visual_temporal.out.weight.any()
+    # a source without a branch leaves it alone too
+    plain = tmp_path / "plain.pt"
+    meanp = create_model("t2v-demo-meanp")
+    save_checkpoint(plain, meanp.config, meanp.state_dict())
+    again = create_model(demo)
+    load_backbone(again, plain)
+    assert again.visual_temporal is not None and not again.visual_temporal.out.weight.any()
