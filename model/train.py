@@ -26,6 +26,7 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .config import ConfigError, T2VConfig
 from .factory import create_model
 from .fileio import atomic_path
+from .hard_negatives import add_hard_negatives, caption_neighbours
 from .heads import dcm_logits
 from .loss import t2v_loss
 from .t2vparser import T2VParser, TextSets, VideoSets
@@ -68,6 +69,9 @@ class TrainConfig:
     head: Literal["dcm", "simple"] = "dcm"  # training logits: DCM <q*, x*>, or the test-time score
     nce_reduction: Literal["sum", "mean"] | None = None  # InfoNCE directions; None: sum, meanP mean
     diversity_on: Literal["plus", "raw"] = "plus"  # views after "plus", or raw decoder outputs
+    # Share of each batch drawn as caption-nearest neighbours of the other clips (model/hard_negatives.py):
+    # clips that differ in one word (motion, order) then meet in a batch. 0: random batches.
+    hard_negatives: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
@@ -76,6 +80,8 @@ class TrainConfig:
             raise ConfigError("learning rates must be >= 0")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
+        if not 0.0 <= self.hard_negatives <= 0.5:  # each hard negative needs an anchor in the batch
+            raise ConfigError("hard_negatives must be between 0 and 0.5")
         for key, allowed in (
             ("head", ("dcm", "simple")),
             ("nce_reduction", ("sum", "mean", None)),
@@ -204,12 +210,19 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def _batch(
-    data: TrainData, by_clip: list[list[int]], eligible: np.ndarray, cfg: TrainConfig, step: int
+    data: TrainData,
+    by_clip: list[list[int]],
+    eligible: np.ndarray,
+    cfg: TrainConfig,
+    step: int,
+    neighbours: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[int]]:
     """The step's clips (B distinct), one random frame per segment, and one caption per clip."""
     rng = np.random.default_rng([cfg.seed, step])
     b = min(cfg.batch_size, len(eligible))
     clips = rng.choice(eligible, size=b, replace=False)
+    if neighbours is not None:  # (drawn after the random clips: hard_negatives 0 keeps old batches)
+        clips = add_hard_negatives(clips, neighbours, int(b * cfg.hard_negatives), eligible, rng)
     n_seg, per_seg = data.frames.shape[1], data.frames.shape[2]
     pick = rng.integers(0, per_seg, size=(b, n_seg))  # (B, T)
     frames = data.frames[clips[:, None], np.arange(n_seg)[None, :], pick]  # (B, T, S, S, 3)
@@ -257,6 +270,9 @@ class Trainer:
         self.eligible = np.array([c for c, caps in enumerate(self.by_clip) if caps])
         if len(self.eligible) < 2:
             raise ConfigError("training needs at least 2 clips with captions")
+        self.neighbours: list[np.ndarray] | None = None
+        if self.cfg.hard_negatives > 0:
+            self.neighbours = caption_neighbours([[data.captions[q] for q in qs] for qs in self.by_clip])
 
     # -- state
 
@@ -304,7 +320,7 @@ class Trainer:
     # -- one step
 
     def train_step(self) -> dict[str, float]:
-        frames, caps = _batch(self.data, self.by_clip, self.eligible, self.cfg, self.step)
+        frames, caps = _batch(self.data, self.by_clip, self.eligible, self.cfg, self.step, self.neighbours)
         pre = self.model.backbone.preprocess
         x = to_input(frames, pre, self.device)  # (B, T, 3, S, S)
         use_amp = self.cfg.amp and self.device.type == "cuda"

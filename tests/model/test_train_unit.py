@@ -116,3 +116,58 @@ def test_load_backbone_brings_a_matching_temporal_branch(tmp_path: Path) -> None
     again = create_model(demo)
     load_backbone(again, plain)
     assert again.visual_temporal is not None and not again.visual_temporal.out.weight.any()
+
+
+def test_caption_neighbours_are_the_one_word_differences() -> None:
+    from model.hard_negatives import caption_neighbours
+
+    caps = [
+        ["a red circle moving left"],
+        ["a red circle moving right"],  # motion differs
+        ["a blue square moving up on a white background"],
+        ["a red circle moving left"],  # same words as clip 0: not a negative
+        [],  # no captions: neither has nor is a neighbour
+    ]
+    nb = caption_neighbours(caps, keep=2)
+    assert nb[0][0] == 1 and 3 not in nb[0].tolist() and 4 not in nb[0].tolist()
+    assert nb[1][0] in (0, 3)
+    assert nb[4].size == 0
+
+
+def test_hard_negative_batches_pair_close_captions() -> None:
+    from model.hard_negatives import caption_neighbours
+    from model.train import _batch
+
+    rng = np.random.default_rng(0)
+    # 40 clips; a clip's closest others share all words but one (another motion, colour or shape)
+    captions = [
+        f"a {c} {s} moving {m}"
+        for c in ("red", "green", "blue", "yellow", "purple")
+        for s in ("circle", "square")
+        for m in ("left", "right", "up", "down")
+    ]
+    n = len(captions)
+    data = TrainData(rng.integers(0, 255, (n, 2, 1, 4, 4, 3), dtype=np.uint8), captions, list(range(n)))
+    by_clip, eligible = [[i] for i in range(n)], np.arange(n)
+    neighbours = caption_neighbours([[c] for c in captions], keep=4)
+    plain = TrainConfig(train="x", batch_size=8)
+    hard = TrainConfig(train="x", batch_size=8, hard_negatives=0.5)
+
+    def close_pairs(clips: list[int]) -> int:
+        return sum(1 for a in clips for b in clips if b in neighbours[a].tolist())
+
+    counts = {"plain": 0, "hard": 0}
+    for step in range(30):
+        _, caps_plain = _batch(data, by_clip, eligible, plain, step)
+        _, caps_hard = _batch(data, by_clip, eligible, hard, step, neighbours)
+        assert len(set(caps_hard)) == 8  # still distinct clips
+        # the 4 drawn clips are the plain batch's first 4; each hard one neighbours one of them
+        assert caps_hard[:4] == caps_plain[:4]
+        assert all(any(c in neighbours[a].tolist() for a in caps_hard[:4]) for c in caps_hard[4:])
+        # hard_negatives 0 keeps the old batches (same random draws)
+        assert _batch(data, by_clip, eligible, plain, step, None)[1] == caps_plain
+        counts["plain"] += close_pairs(caps_plain)
+        counts["hard"] += close_pairs(caps_hard)
+    assert counts["hard"] > 1.5 * counts["plain"]  # measured: ~2x
+    with pytest.raises(ConfigError, match="hard_negatives"):
+        TrainConfig(train="x", hard_negatives=0.9)
