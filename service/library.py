@@ -79,15 +79,16 @@ class Library:
     ) -> tuple[list[tuple[ScoredMoment, Explanation | None]], dict[str, float]]:
         """Moments best first (each with its explanation when asked for) and stage timings in seconds
         (encode, candidates, rerank, metadata[, explain])."""
-        text = self.searcher.encode(query)
         res = self.searcher.search(
-            text,
+            query,  # the text: the searcher times its encoding (stages_ms.encode)
             top_k=top_k,
             group_by_video=group_by_video,
             video_ids=video_ids,
             min_score=min_score,
             moments_per_video=1,  # grouped: the best moment stands for its video
         )
+        text = res.text
+        assert text is not None
         moments = res.moments[:top_k]
         stages = {k: v / 1000 for k, v in res.timings_ms.items() if k != "total"}
         explained: list[Explanation | None] = [None] * len(moments)

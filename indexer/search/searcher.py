@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -68,9 +68,11 @@ class SearchResult:
     groups: list[VideoHits] | None = None
     candidates: int = 0  # clips scored exactly
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # the query set that was scored (for explanations); not part of the printed result
+    text: TextSets | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(replace(self, text=None)).items() if k != "text"}
 
 
 class Searcher:
@@ -163,7 +165,11 @@ class Searcher:
         exhaustive: bool = False,
         moments_per_video: int = 3,
     ) -> SearchResult:
-        """Best moments for one query (text, or TextSets of one query)."""
+        """Best moments for one query (text, or TextSets of one query).
+
+        Pass the text, not a pre-encoded set, when the timings matter: `encode` is timed here,
+        around the call that encodes (it is 0 for a TextSets argument, which was encoded elsewhere).
+        """
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
         t0 = time.perf_counter()
@@ -202,7 +208,7 @@ class Searcher:
             "metadata": (t4 - t3) * 1e3,
             "total": (t4 - t0) * 1e3,
         }
-        return SearchResult(label, moments, groups, int(len(clip_ids)), timings)
+        return SearchResult(label, moments, groups, int(len(clip_ids)), timings, text)
 
 
 def _group(moments: list[ScoredMoment], top_k: int, per_video: int) -> list[VideoHits]:

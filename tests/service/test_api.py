@@ -282,3 +282,25 @@ def test_cors_only_for_configured_origins(client: httpx.Client) -> None:
     assert "access-control-allow-origin" not in other.headers
     get = client.get("/v1/videos", headers={"Origin": "http://allowed.example"})
     assert get.headers["access-control-allow-origin"] == "http://allowed.example"
+
+
+def test_stage_timings_measure_the_work(client: httpx.Client, colour_videos: dict[str, Path]) -> None:
+    # every stage that did work reports time (the encode stage used to be timed after encoding)
+    if client.get("/v1/videos").json()["total"] == 0:
+        wait_job(client, ingest_paths(client, [colour_videos["red"]])["id"])
+    searches = 3
+    for _ in range(searches):
+        body = client.post("/v1/search", json={"query": "a red circle"}).json()
+        assert body["results"]
+        stages = body["stages_ms"]
+        # a text-tower forward pass cannot take under 50 us; the candidates/rerank stages ran too
+        assert stages["encode"] > 0.05 and stages["candidates"] > 0 and stages["rerank"] > 0
+        assert sum(stages.values()) <= body["took_ms"]
+    text = client.get("/metrics").text
+
+    def metric(name: str) -> float:
+        return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name)))
+
+    count = metric('t2v_search_stage_seconds_count{stage="encode"}')
+    assert count >= searches
+    assert metric('t2v_search_stage_seconds_sum{stage="encode"}') / count > 50e-6
