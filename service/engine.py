@@ -12,7 +12,6 @@ import logging
 import mimetypes
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -25,8 +24,8 @@ from indexer.store import VideoRecord
 
 from .errors import InvalidInput, NotFound, NotReady, RangeNotSatisfiable, TooManyJobs, TooManySearches
 from .jobs import JobStore, WorkItem
-from .library import IngestFailed, Library, open_library
-from .media import ThumbnailError, jpeg_at
+from .library import Hit, IngestFailed, Library, open_library
+from .media import Thumbnail, ThumbnailCache, ThumbnailError, jpeg_at, thumbnail_key
 from .metrics import Metrics
 from .schemas import (
     IngestRequest,
@@ -61,7 +60,7 @@ class Engine:
         self._load_error: str | None = None
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
-        self._thumbs: OrderedDict[tuple[int, float], bytes] = OrderedDict()
+        self._thumbs = ThumbnailCache(settings.var_dir / "thumbs", capacity=_THUMB_CACHE)
         self._ingesting = False  # an item is in the ingest thread right now
         self._searches = 0  # searches in flight (the event loop is the only writer: no lock)
 
@@ -160,8 +159,15 @@ class Engine:
         self._searches += 1
         start = time.perf_counter()
         try:
-            found, stages = await self._run(
-                lib.search, query, req.top_k, req.group_by_video, req.video_ids, req.min_score, req.explain
+            found, weak_below, stages = await self._run(
+                lib.search,
+                query,
+                req.top_k,
+                req.group_by_video,
+                req.video_ids,
+                req.min_score,
+                req.explain,
+                req.moments_per_video if req.group_by_video else 1,
             )
         finally:
             self._searches -= 1
@@ -169,24 +175,13 @@ class Engine:
         for stage, seconds in stages.items():
             self.metrics.search_stage_seconds.labels(stage).observe(seconds)
         self.metrics.search_stage_seconds.labels("total").observe(took)
-        results = [
-            Moment(
-                video_id=m.video_id,
-                title=m.title,
-                start=round(m.start, 3),
-                end=round(m.end, 3),
-                score=m.score,
-                thumbnail_url=_thumb_url(m.video_id, m.start + min(0.5, (m.end - m.start) / 2)),
-                stream_url=f"/v1/videos/{m.video_id}/stream#t={m.start:.2f}",
-                explanation=None if e is None else e.to_dict(),
-            )
-            for m, e in found
-        ]
+        results = [_moment(h, weak_below) for h in found]
         return SearchResponse(
             query=query,
             results=results,
             took_ms=round(took * 1000, 3),
             stages_ms={k: round(v * 1000, 3) for k, v in stages.items()},
+            weak_below=weak_below,
         )
 
     # --- library ----------------------------------------------------------------------------
@@ -217,7 +212,6 @@ class Engine:
         # a file we received as an upload belongs to us: remove it with its video
         if rec.path and _is_under(Path(rec.path), self.settings.uploads):
             Path(rec.path).unlink(missing_ok=True)
-        self._thumbs = OrderedDict((k, v) for k, v in self._thumbs.items() if k[0] != video_id)
 
     async def video_file(self, video_id: int) -> tuple[Path, str]:
         rec = await self._record(video_id)
@@ -240,22 +234,23 @@ class Engine:
                     headers={"Content-Range": f"bytes */{size}"},
                 )
 
-    async def thumbnail(self, video_id: int, t: float) -> bytes:
-        path, _ = await self.video_file(video_id)
+    async def thumbnail(self, video_id: int, t: float, if_none_match: str | None = None) -> Thumbnail:
+        """The frame at `t` (cached); no data when `if_none_match` already names it (HTTP 304)."""
         rec = await self._record(video_id)
         t = round(min(max(t, 0.0), max(rec.duration - 0.1, 0.0)), 1)  # clamp inside the video
-        key = (video_id, t)
-        if key in self._thumbs:
-            self._thumbs.move_to_end(key)
-            return self._thumbs[key]
-        try:
-            data = await self._run(jpeg_at, path, t, self.settings.thumbnail_width)
-        except ThumbnailError:
-            data = await self._run(jpeg_at, path, 0.0, self.settings.thumbnail_width)
-        self._thumbs[key] = data
-        if len(self._thumbs) > _THUMB_CACHE:
-            self._thumbs.popitem(last=False)
-        return data
+        key = thumbnail_key(rec.content_hash, t, self.settings.thumbnail_width)
+        etag = f'"{key}"'
+        if if_none_match and etag in [e.strip() for e in if_none_match.split(",")]:
+            return Thumbnail(etag, None)
+        data = await self._run(self._thumbs.get, key)
+        if data is None:
+            path, _ = await self.video_file(video_id)
+            try:
+                data = await self._run(jpeg_at, path, t, self.settings.thumbnail_width)
+            except ThumbnailError:
+                data = await self._run(jpeg_at, path, 0.0, self.settings.thumbnail_width)
+            await self._run(self._thumbs.put, key, data)
+        return Thumbnail(etag, data)
 
     # --- ingestion --------------------------------------------------------------------------
 
@@ -374,6 +369,23 @@ def _init_worker_thread(torch_threads: int) -> None:
 
 def _thumb_url(video_id: int, t: float) -> str:
     return f"/v1/videos/{video_id}/thumbnail?t={t:.2f}"
+
+
+def _moment(h: Hit, weak_below: float | None) -> Moment:
+    m = h.moment
+    return Moment(
+        video_id=m.video_id,
+        title=m.title,
+        start=round(m.start, 3),
+        end=round(m.end, 3),
+        score=m.score,
+        weak=weak_below is not None and m.score < weak_below,
+        best_frame_s=h.best_frame_s,
+        thumbnail_url=_thumb_url(m.video_id, h.best_frame_s),
+        stream_url=f"/v1/videos/{m.video_id}/stream#t={m.start:.2f}",
+        explanation=None if h.explanation is None else h.explanation.to_dict(),
+        more=[_moment(o, weak_below) for o in h.more],
+    )
 
 
 def _video(r: VideoRecord) -> Video:

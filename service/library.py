@@ -8,19 +8,23 @@ once into the REST schemas. All methods block: call them from a pool.
 from __future__ import annotations
 
 import logging
+import random
+import string
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from indexer.ingest.pipeline import Ingestor
-from indexer.search.explain import Explanation, explain_clip
+from indexer.media.video import segment_times
+from indexer.search.explain import Explanation, explain_clip, vector_contributions
 from indexer.search.searcher import ScoredMoment, Searcher
 from indexer.settings import resolve_device
 from indexer.store import Store, VideoRecord, store_identity
-from model import T2VParser, create_model
+from model import T2VParser, TextSets, create_model
 
 from .settings import ServiceSettings
 
@@ -42,6 +46,30 @@ class IngestFailed(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Hit:
+    """A returned moment, the time of its best-matching frame, its explanation (when asked for)
+    and, in a grouped search, the other moments of its video (best first)."""
+
+    moment: ScoredMoment
+    best_frame_s: float
+    explanation: Explanation | None = None
+    more: tuple[Hit, ...] = ()
+
+
+# Weak-match calibration: queries that describe nothing (seeded gibberish), and which quantile of
+# their best scores marks the line; chosen by bench/weak_match.py on the demo library (docs/SERVICE.md).
+NULL_QUERIES = 32
+NULL_QUANTILE = 0.9
+
+
+def null_queries(n: int = NULL_QUERIES, seed: int = 1234) -> list[str]:
+    """Seeded nonsense strings (letters, digits, punctuation) of 3 to 25 characters."""
+    rng = random.Random(seed)
+    chars = string.ascii_lowercase + string.digits + " !?.-"
+    return ["".join(rng.choice(chars) for _ in range(rng.randint(3, 25))).strip() or "zz" for _ in range(n)]
+
+
 class Library:
     def __init__(self, settings: ServiceSettings, model: T2VParser, store: Store) -> None:
         self.settings = settings
@@ -51,6 +79,8 @@ class Library:
         self._ingest: Ingestor | None = None
         self._ingest_lock = threading.Lock()
         self.searcher = Searcher(store, model)
+        self._calibration: tuple[int, float | None] | None = None  # (clips then, weak_below)
+        self._calibration_lock = threading.Lock()
 
     def describe(self) -> str:
         cfg = self.model.config
@@ -76,34 +106,101 @@ class Library:
         video_ids: list[int] | None,
         min_score: float | None,
         explain: bool = False,
-    ) -> tuple[list[tuple[ScoredMoment, Explanation | None]], dict[str, float]]:
-        """Moments best first (each with its explanation when asked for) and stage timings in seconds
-        (encode, candidates, rerank, metadata[, explain])."""
+        moments_per_video: int = 1,
+    ) -> tuple[list[Hit], float | None, dict[str, float]]:
+        """Hits best first (grouped: one per video, its other moments folded under it), the weak-match
+        line (`weak_below`) and stage timings in seconds (encode, candidates, rerank, metadata, frames
+        [, explain][, calibrate: only when the library changed since the last calibration])."""
         res = self.searcher.search(
             query,  # the text: the searcher times its encoding (stages_ms.encode)
             top_k=top_k,
             group_by_video=group_by_video,
             video_ids=video_ids,
             min_score=min_score,
-            moments_per_video=1,  # grouped: the best moment stands for its video
+            moments_per_video=moments_per_video,
         )
         text = res.text
         assert text is not None
-        moments = res.moments[:top_k]
+        if res.groups is not None:
+            tops = [g.moments[0] for g in res.groups]
+            folded = [g.moments[1:] for g in res.groups]
+        else:
+            tops = res.moments[:top_k]
+            folded = [[] for _ in tops]
         stages = {k: v / 1000 for k, v in res.timings_ms.items() if k != "total"}
-        explained: list[Explanation | None] = [None] * len(moments)
-        if explain and moments:
+        rows = text.vectors[0][text.mask[0]]  # (n_t valid, D)
+        t0 = time.perf_counter()
+        # the card image is the frame that carried the match, not the window's start
+        every = tops + [m for ms in folded for m in ms]
+        best = self._best_frames(rows, every)
+        stages["frames"] = time.perf_counter() - t0
+        explained: list[Explanation | None] = [None] * len(tops)
+        if explain and tops:
             # only the returned moments: plain searches pay nothing
             t0 = time.perf_counter()
-            rows = text.vectors[0][text.mask[0]]  # (n_t valid, D)
-            mats = self.store.matrices(np.array([m.clip_id for m in moments], dtype=np.int64))
+            mats = self.store.matrices(np.array([m.clip_id for m in tops], dtype=np.int64))
             frames = self.model.config.frames
             explained = [
                 explain_clip(rows, mats[i], m.start, m.end, frames, self.store.tau)
-                for i, m in enumerate(moments)
+                for i, m in enumerate(tops)
             ]
             stages["explain"] = time.perf_counter() - t0
-        return list(zip(moments, explained, strict=True)), stages
+        hits, at = [], len(tops)
+        for i, m in enumerate(tops):
+            more = tuple(Hit(o, best[at + j]) for j, o in enumerate(folded[i]))
+            at += len(more)
+            hits.append(Hit(m, best[i], explained[i], more))
+        t0 = time.perf_counter()
+        calibrated = self._calibration
+        weak = self.weak_below()
+        if self._calibration is not calibrated:
+            stages["calibrate"] = time.perf_counter() - t0
+        return hits, weak, stages
+
+    def _best_frames(self, rows: torch.Tensor, moments: list[ScoredMoment]) -> list[float]:
+        """The time of the frame row with the largest share of each moment's score (seconds)."""
+        if not moments:
+            return []
+        frames = self.model.config.frames
+        mats = torch.from_numpy(self.store.matrices(np.array([m.clip_id for m in moments], dtype=np.int64)))
+        out = []
+        with torch.no_grad():
+            for m, mat in zip(moments, mats, strict=True):  # mat: (T+K, D)
+                c = vector_contributions(rows, mat.to(rows.device), self.store.tau)[:frames]  # (T,)
+                times = segment_times(m.start, m.end, frames) if m.end > m.start else [m.start] * frames
+                out.append(round(times[int(torch.argmax(c))], 3))
+        return out
+
+    def weak_below(self) -> float | None:
+        """Moments scoring below this are weak matches (None while the library is empty).
+
+        Calibrated on this library with this model: the NULL_QUANTILE quantile of the best score
+        of NULL_QUERIES seeded nonsense queries, which describe nothing here. Recomputed when the
+        number of clips has moved by more than a tenth since (see docs/SERVICE.md, "Weak matches").
+        """
+        clips = self.counts()[1]
+        with self._calibration_lock:
+            cached = self._calibration
+            if (
+                cached is not None
+                and abs(clips - cached[0]) <= cached[0] // 10
+                and (clips > 0) == (cached[0] > 0)
+            ):
+                return cached[1]
+            value = self._calibrate() if clips > 0 else None
+            self._calibration = (clips, value)
+            return value
+
+    def _calibrate(self) -> float | None:
+        with torch.no_grad():
+            texts = self.model.encode_texts(null_queries())  # (Q, n_t, D)
+        tops = []
+        for i in range(texts.vectors.shape[0]):
+            one = TextSets(texts.vectors[i : i + 1], texts.mask[i : i + 1])
+            res = self.searcher.search(one, top_k=1)
+            if res.moments:
+                tops.append(res.moments[0].score)
+        return round(float(np.quantile(tops, NULL_QUANTILE)), 4) if tops else None
 
     def list_videos(self, offset: int, limit: int, title: str | None) -> tuple[list[VideoRecord], int]:
         rows = self.store.list_videos(offset=offset, limit=limit, title_filter=title)
@@ -142,6 +239,8 @@ class Library:
     def flush(self) -> None:
         """Persist the FAISS index (derived data; committed videos survive a crash without it)."""
         self.store.flush()
+        self._calibration = None  # the library changed: recalibrate now, not in the next search
+        self.weak_below()
 
 
 def _build_model(settings: ServiceSettings, text_only: bool) -> T2VParser:

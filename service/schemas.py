@@ -13,7 +13,10 @@ VideoId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, description="free-text description of the moment")
     top_k: int = Field(10, ge=1, le=100, description="how many moments (or videos) to return")
-    group_by_video: bool = Field(False, description="best moment per video only")
+    group_by_video: bool = Field(False, description="one result per video: its best moment")
+    moments_per_video: int = Field(
+        1, ge=1, le=50, description="grouped: also return up to this many moments per video, in `more`"
+    )
     video_ids: list[VideoId] | None = Field(None, description="restrict the search to these videos")
     min_score: float | None = Field(None, description="drop results scoring below this")
     explain: bool = Field(False, description="add per-result explanations (matched frames, views)")
@@ -43,9 +46,15 @@ class Moment(BaseModel):
     start: float = Field(..., description="seconds")
     end: float = Field(..., description="seconds")
     score: float = Field(..., description="partial-alignment score")
-    thumbnail_url: str
+    weak: bool = Field(False, description="scores below the library's weak-match line (`weak_below`)")
+    best_frame_s: float = Field(..., description="time of the frame that carried the match (seconds)")
+    thumbnail_url: str = Field(..., description="the frame at best_frame_s")
     stream_url: str
     explanation: Explanation | None = Field(None, description="present when explain was requested")
+    more: list[Moment] = Field(
+        default_factory=list, description="grouped: the video's other moments, best first (moments_per_video)"
+    )
+
 
 
 class SearchResponse(BaseModel):
@@ -53,6 +62,12 @@ class SearchResponse(BaseModel):
     results: list[Moment]
     took_ms: float
     stages_ms: dict[str, float] = Field(default_factory=dict, description="time per search stage")
+    weak_below: float | None = Field(
+        None,
+        description="scores below this are weak matches: the 0.9 quantile of the best scores of nonsense "
+        "queries on this library (null while it is empty)",
+    )
+
 
 
 class Video(BaseModel):

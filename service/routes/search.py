@@ -22,7 +22,11 @@ async def search_get(
     q: str = Query(..., min_length=1, description="query text"),
     top_k: int = Query(10, ge=1, le=100),
     group_by_video: bool = Query(False),
+    moments_per_video: int = Query(1, ge=1, le=50),
     eng: Engine = Depends(engine),
 ) -> SearchResponse:
     """The same search for simple clients: `GET /v1/search?q=...`."""
-    return await eng.search(SearchRequest(query=q, top_k=top_k, group_by_video=group_by_video))
+    body = SearchRequest(
+        query=q, top_k=top_k, group_by_video=group_by_video, moments_per_video=moments_per_video
+    )
+    return await eng.search(body)

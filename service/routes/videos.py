@@ -42,16 +42,22 @@ async def delete_video(video_id: VideoIdPath, eng: Engine = Depends(engine)) -> 
 @router.get(
     "/{video_id}/thumbnail",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "not modified (If-None-Match)"}},
     dependencies=[Depends(require_read_key)],
 )
 async def thumbnail(
     video_id: VideoIdPath,
+    request: Request,
     t: float = Query(0.0, ge=0, description="seconds into the video"),
     eng: Engine = Depends(engine),
 ) -> Response:
-    data = await eng.thumbnail(video_id, t)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+    """The frame at `t` (to 0.1 s), `thumbnail_width` wide, as JPEG; cached by the browser for an
+    hour, then revalidated by its ETag (304)."""
+    thumb = await eng.thumbnail(video_id, t, request.headers.get("if-none-match"))
+    headers = {"Cache-Control": "max-age=3600", "ETag": thumb.etag}
+    if thumb.data is None:
+        return Response(status_code=304, headers=headers)
+    return Response(thumb.data, media_type="image/jpeg", headers=headers)
 
 
 @router.get(
