@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from indexer.store.backends import BackendConfig
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "t2v-demo.pt"
 
@@ -20,6 +24,42 @@ class ModelSettings(BaseModel):
     cache_dir: str | None = Field(None, description="open_clip / Hugging Face weights cache directory")
 
 
+class VectorSettings(BaseModel):
+    """Where stage 1 of search runs (indexer/store/backends, docs/SCALING.md)."""
+
+    backend: Literal["faiss", "qdrant"] = Field(
+        "faiss", description="'faiss': the store's own index; 'qdrant': a Qdrant engine ('.[qdrant]' extra)"
+    )
+    qdrant_url: str | None = Field(None, description="Qdrant server/cluster URL; unset: in-process engine")
+    qdrant_path: Path | None = Field(None, description="in-process Qdrant directory (default <index>/qdrant)")
+    qdrant_api_key: str | None = Field(None, description="API key sent to the Qdrant server")
+    collection: str = Field("t2v_clips", min_length=1, description="Qdrant collection of this store")
+    shards: int = Field(1, ge=1, description="shard_number of a new server collection")
+    replicas: int = Field(1, ge=1, description="replication_factor of a new server collection")
+    prefetch: int = Field(1024, ge=1, description="clips the pooled query vector proposes (Qdrant)")
+    rescored: int = Field(512, ge=1, description="clips kept after Qdrant's MaxSim, then reranked exactly")
+    hnsw_ef: int = Field(128, ge=1, description="HNSW beam width of Qdrant's prefetch searches")
+    write: bool = Field(True, description="false on read-only replicas: never write the Qdrant collection")
+
+    def config(self) -> BackendConfig:
+        """The store's typed backend configuration."""
+        from indexer.store.backends import BackendConfig
+
+        return BackendConfig(
+            kind=self.backend,
+            qdrant_url=self.qdrant_url,
+            qdrant_path=self.qdrant_path,
+            qdrant_api_key=self.qdrant_api_key,
+            collection=self.collection,
+            shards=self.shards,
+            replicas=self.replicas,
+            prefetch=self.prefetch,
+            rescored=self.rescored,
+            hnsw_ef=self.hnsw_ef,
+            write=self.write,
+        )
+
+
 class IndexerSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="T2V_", env_nested_delimiter="__", protected_namespaces=(), extra="ignore"
@@ -30,6 +70,7 @@ class IndexerSettings(BaseSettings):
     batch_size: int = Field(32, ge=1, description="clips per encoder batch")
     window: float = Field(10.0, gt=0, description="clip window length in seconds for long videos")
     stride: float = Field(5.0, gt=0, description="step between clip windows in seconds")
+    vectors: VectorSettings = Field(default_factory=lambda: VectorSettings())
 
 
 def resolve_device(device: str) -> str:

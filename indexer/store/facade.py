@@ -5,6 +5,7 @@ Public API (stable; the service builds on it)
     identity = store_identity(model)                  # model identity + weights fingerprint
     store = Store.open(dir, identity, create=True)    # ModelMismatchError if built with another model
     store = Store.open(dir)                           # no model check (stats, verify, rm, compact)
+    store = Store.open(dir, backend=BackendConfig("qdrant"))  # stage 1 on Qdrant (backends/)
 
     video_id = store.add_video(NewVideo(...), clips=[ClipSpan(start, end), ...],
                                matrices=(C, T+K, D) array)   # atomic: fully present or absent
@@ -59,7 +60,9 @@ import numpy as np
 
 from indexer.store import layout, locking, maintenance
 from indexer.store import vector_index as vi
+from indexer.store.backends import BackendConfig
 from indexer.store.identity import check_identity
+from indexer.store.index_lifecycle import IndexLifecycle
 from indexer.store.metadata import Batch, Metadata
 from indexer.store.records import (
     ClipRecord,
@@ -76,7 +79,7 @@ from indexer.store.view import View
 class Store:
     """See the module docstring. Create with `Store.open`."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, root: Path, manifest: dict[str, Any], backend: BackendConfig | None = None) -> None:
         self.root = root
         self.identity: dict[str, Any] = manifest["model"]
         self.dim = int(manifest["dim"])
@@ -84,7 +87,7 @@ class Store:
         self.tau = float(self.identity.get("config", {}).get("tau", 100.0))
         self._writer = locking.WriteLock(root)
         self._meta = Metadata(root / layout.DB)
-        self._view = View(root, manifest, self._meta)
+        self._view = View(root, manifest, self._meta, backend)
         # the view's parts, for short names (each lives as long as the view)
         self._lock, self._table = self._view.lock, self._view.table
         self._segments, self._faiss = self._view.segments, self._view.faiss
@@ -97,18 +100,20 @@ class Store:
         identity: dict[str, Any] | None = None,
         create: bool = False,
         index_type: str | None = None,
+        backend: BackendConfig | None = None,
     ) -> Store:
         """Open (or with create=True, create) the store at `path`.
 
         identity: from `store_identity(model)`; when given it must match the store's model
         (ModelMismatchError otherwise). index_type: pin one of vector_index.INDEX_TYPES for a new
         store (default: chosen by size, `vector_index.auto_kind`, and replaced as the store grows).
+        backend: where stage 1 runs (default: the store's FAISS index; see indexer/store/backends).
         """
         root = Path(path)
         manifest = layout.open_manifest(root, identity, create, index_type)
         if identity is not None:
             check_identity(root, manifest["model"], identity)
-        store = cls(root, manifest)
+        store = cls(root, manifest, backend)
         with store._writer.if_free() as free:
             if free:  # else a live writer: it repairs under its own lock
                 locking.repair(root, store._meta, store._segments)
@@ -127,6 +132,8 @@ class Store:
 
     @property
     def _index(self) -> faiss.Index:
+        if not isinstance(self._faiss, IndexLifecycle):
+            raise StoreError(f"this store searches with the {self._faiss.kind} backend, not FAISS")
         return self._faiss.index
 
     # ---------------------------------------------------------------- search-side reads
@@ -141,10 +148,11 @@ class Store:
         return self._faiss.spec
 
     def candidates(self, queries: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS top-k rows per query vector: (scores (m, k), clip ids (m, k), -1 = none)."""
+        """FAISS top-k rows per query vector: (scores (m, k), clip ids (m, k), -1 = none); another
+        backend may answer one merged row of clips, best first."""
         self.refresh()
         with self._lock:
-            return vi.search(self._faiss.index, queries, k, threads)
+            return self._faiss.search(queries, k, threads)
 
     def live_clip_ids(self, video_ids: Sequence[int] | None = None) -> np.ndarray:
         """Ids of clips not deleted, optionally only those of `video_ids`; (n,) int64."""
@@ -277,12 +285,10 @@ class Store:
             return maintenance.stats(self.root, counted, disk, self._faiss, self.identity)
 
     def verify(self) -> VerifyReport:
-        """Check that FAISS ids, the matrices and SQLite agree (read-only)."""
+        """Check that the vector backend (FAISS ids), the matrices and SQLite agree (read-only)."""
         self.refresh()
         with self._lock:
-            return maintenance.verify(
-                self._meta, self._segments, self._faiss.index, self._faiss.spec, self.matrices
-            )
+            return self._faiss.verify(self._meta, self._segments, self.matrices, self._table.live())
 
     # ---------------------------------------------------------------- lifetime
     def close(self) -> None:
@@ -293,6 +299,7 @@ class Store:
         self._closed = True
         self._meta.close()
         self._segments.forget()
+        self._faiss.close()
 
     def __enter__(self) -> Store:
         return self

@@ -12,7 +12,7 @@ import numpy as np
 
 from indexer.store import layout
 from indexer.store import vector_index as vi
-from indexer.store.index_lifecycle import IndexLifecycle
+from indexer.store.backends.base import VectorBackend
 from indexer.store.metadata import ClipRow, Metadata, SegmentRow
 from indexer.store.records import StoreStats, VerifyReport
 from indexer.store.segments import CHUNK, Segments
@@ -32,7 +32,7 @@ def disk_bytes(root: Path) -> int:
 
 
 def stats(
-    root: Path, counted: dict[str, int], disk: int, faiss_index: IndexLifecycle, identity: dict[str, Any]
+    root: Path, counted: dict[str, int], disk: int, faiss_index: VectorBackend, identity: dict[str, Any]
 ) -> StoreStats:
     """The report of `Store.stats`; the caller holds the in-memory lock (`faiss_index` is read)."""
     return StoreStats(
@@ -45,7 +45,7 @@ def stats(
         dim=faiss_index.dim,
         vectors_per_clip=faiss_index.vectors_per_clip,
         index=faiss_index.spec.to_dict(),
-        index_vectors=int(faiss_index.index.ntotal),
+        index_vectors=faiss_index.vector_count(),
         generation=faiss_index.generation,
         disk_bytes=disk,
         model=identity,
@@ -55,11 +55,12 @@ def stats(
 def verify(
     meta: Metadata,
     segments: Segments,
-    index: faiss.Index,
+    index: faiss.Index | None,
     spec: vi.IndexSpec,
     matrices: Callable[[np.ndarray], np.ndarray],
 ) -> VerifyReport:
-    """Check that FAISS ids, the matrices and SQLite agree (read-only), step by step."""
+    """Check that FAISS ids, the matrices and SQLite agree (read-only), step by step (index None:
+    a backend other than FAISS, which checks its own vectors)."""
     clips = meta.clips_after(0)
     videos = meta.video_clip_counts()
     segs = meta.segments()
@@ -69,7 +70,7 @@ def verify(
         *_clip_rows(clips, videos, segs),
         *_video_clip_counts(clips, videos),
         *segments.short_files(segs),
-        *_faiss_rows(index, ids, per_clip),
+        *(_faiss_rows(index, ids, per_clip) if index is not None else []),
         *_unit_rows(ids, matrices),
     ]
     return VerifyReport(ok=not problems, checked_clips=len(clips), problems=problems)

@@ -14,18 +14,22 @@ from typing import Any
 
 import numpy as np
 
+from indexer.store.backends import BackendConfig, create_backend
 from indexer.store.cliptable import ClipTable
-from indexer.store.index_lifecycle import Clips, IndexLifecycle
+from indexer.store.index_lifecycle import Clips
 from indexer.store.metadata import Metadata
 from indexer.store.segments import Segments
 
 
 class View:
-    def __init__(self, root: Path, manifest: dict[str, Any], meta: Metadata) -> None:
+    def __init__(
+        self, root: Path, manifest: dict[str, Any], meta: Metadata, backend: BackendConfig | None = None
+    ) -> None:
         self.lock = threading.RLock()  # guards the three parts below; searches hold it
         self.table = ClipTable()
         self.segments = Segments(root, int(manifest["vectors_per_clip"]), int(manifest["dim"]))
-        self.faiss = IndexLifecycle(root, manifest, self.lock)
+        # the vector backend (FAISS by default; the attribute keeps its historical name)
+        self.faiss = create_backend(backend or BackendConfig(), root, manifest, self.lock)
         self._meta = meta
         self._data_version = -1  # the commits caught up with
 
@@ -42,6 +46,7 @@ class View:
                 self.faiss.load(generation, self.clips())
             self._catch_up_table()
             self.table.bury(self._meta.tombstones_after(self.table.tomb_seq))
+            self.faiss.bury(self.table.dead)  # before catch_up: a deleted clip is never exported
             self.faiss.catch_up(self.table.ids, self.matrices)
             self._data_version = version
 
