@@ -1,4 +1,9 @@
-"""A minimal end-to-end ranking: synthetic colour videos -> video sets; texts -> query sets -> scores."""
+"""A minimal end-to-end ranking with no store: render three small synthetic videos (the demo
+library's kind of content), encode them into video sets, rank a few captions against them.
+
+Each caption is written for one of the videos (a whole-video caption with "then", or one scene
+of a video), so the output shows at a glance whether the model finds the right one.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,41 @@ from pathlib import Path
 
 import torch
 
-from indexer.corpora.lavfi import render_colour_box
+from indexer.corpora.synthetic import Scene, full_caption, render_video
 from indexer.media.video import probe, sample_frames, segment_times, to_model_input
 from model import create_model
 
-_SCENES = {"red": "red", "green": "green", "blue": "blue"}
+# (file name, scenes): distinct (colour, shape, motion) triples, 2 s per scene
+_VIDEOS: tuple[tuple[str, tuple[Scene, ...]], ...] = (
+    (
+        "red-then-blue.mp4",
+        (
+            Scene("red", "circle", "left", "black", 2.0, 0.5),
+            Scene("blue", "square", "up", "black", 2.0, 0.5),
+        ),
+    ),
+    (
+        "green-then-yellow.mp4",
+        (
+            Scene("green", "triangle", "right", "gray", 2.0, 0.4),
+            Scene("yellow", "circle", "down", "gray", 2.0, 0.6),
+        ),
+    ),
+    (
+        "purple-then-red.mp4",
+        (
+            Scene("purple", "square", "down", "white", 2.0, 0.5),
+            Scene("red", "triangle", "right", "white", 2.0, 0.5),
+        ),
+    ),
+)
 
 
-def render_colour_video(path: Path, colour: str, seconds: float = 2.0) -> Path:
-    """A small mp4 of a moving white box over a solid colour (lavfi, no input files)."""
-    return render_colour_box(path, colour, seconds)
+def demo_queries() -> list[tuple[str, str]]:
+    """(caption, the video it describes): each video's whole caption, then one scene of each."""
+    whole = [(full_caption(scenes), name) for name, scenes in _VIDEOS]
+    parts = [(scenes[i % 2].phrase(), name) for i, (name, scenes) in enumerate(_VIDEOS)]
+    return whole + parts
 
 
 def run_rank_demo(config: str, checkpoint: Path | None, workdir: Path) -> Iterator[str]:
@@ -24,22 +54,25 @@ def run_rank_demo(config: str, checkpoint: Path | None, workdir: Path) -> Iterat
     pre = model.backbone.preprocess
     t = model.config.frames
     names, clips = [], []
-    for colour in _SCENES:
-        path = render_colour_video(workdir / f"{colour}.mp4", colour)
+    for name, scenes in _VIDEOS:
+        path = render_video(workdir / name, scenes)
         info = probe(path)
         frames = sample_frames(path, segment_times(0.0, info.duration, t), pre).frames
         clips.append(to_model_input(frames, pre))  # (T, 3, S, S)
-        names.append(path.name)
-    texts = [f"a white square moving over a {c} background" for c in _SCENES]
+        names.append(name)
+    queries = demo_queries()
     with torch.no_grad():
         videos = model.encode_videos(torch.stack(clips)).vectors  # (N, T+K, D)
-        queries = model.encode_texts(texts)
-        scores = model.score(queries, videos)  # (Q, N)
-    yield (
-        f"model: {model.config.name or model.config.backbone} ({model.config.mode}), "
-        f"{model.num_video_vectors} vectors per clip, D={model.dim}"
-    )
-    for qi, text in enumerate(texts):
+        text = model.encode_texts([q for q, _ in queries])
+        scores = model.score(text, videos)  # (Q, N)
+    source = f"checkpoint {checkpoint}" if checkpoint else f"config {config} ({model.config.mode})"
+    name = model.config.name or model.config.backbone
+    yield f"model: {name} from {source}, {model.num_video_vectors} vectors per clip, D={model.dim}"
+    right = 0
+    for qi, (text_q, want) in enumerate(queries):
         ranked = torch.argsort(scores[qi], descending=True).tolist()
+        ok = names[ranked[0]] == want
+        right += ok
         ranking = ", ".join(f"{names[j]} {scores[qi, j]:.4f}" for j in ranked)
-        yield f"{text!r}: {ranking}"
+        yield f"[{'right' if ok else 'WRONG'}] {text_q!r}: {ranking}"
+    yield f"{right} of {len(queries)} queries rank their video first"
