@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.text.settings import TextSettings
+
 if TYPE_CHECKING:
     from indexer.store.backends import BackendConfig
 
@@ -70,6 +72,9 @@ class IndexerSettings(BaseSettings):
     batch_size: int = Field(32, ge=1, description="clips per encoder batch")
     window: float = Field(10.0, gt=0, description="clip window length in seconds for long videos")
     stride: float = Field(5.0, gt=0, description="step between clip windows in seconds")
+    text: TextSettings = Field(
+        default_factory=lambda: TextSettings(), description="text tracks read at ingestion (T2V_TEXT__*)"
+    )
     vectors: VectorSettings = Field(default_factory=lambda: VectorSettings())
 
 

@@ -40,6 +40,7 @@ from .schemas import (
 )
 from .security import confine_path
 from .settings import ServiceSettings
+from .text_results import text_fields
 from .uploads import receive_uploads
 
 log = logging.getLogger("t2v.service")
@@ -168,6 +169,7 @@ class Engine:
                 req.min_score,
                 req.explain,
                 req.moments_per_video if req.group_by_video else 1,
+                sources=req.sources,
             )
         finally:
             self._searches -= 1
@@ -383,6 +385,7 @@ def _moment(h: Hit, weak_below: float | None) -> Moment:
         best_frame_s=h.best_frame_s,
         thumbnail_url=_thumb_url(m.video_id, h.best_frame_s),
         stream_url=f"/v1/videos/{m.video_id}/stream#t={m.start:.2f}",
+        **text_fields(m),
         explanation=None if h.explanation is None else h.explanation.to_dict(),
         more=[_moment(o, weak_below) for o in h.more],
     )

@@ -21,6 +21,7 @@ import torch
 from indexer.ingest.pipeline import Ingestor
 from indexer.media.video import segment_times
 from indexer.search.explain import Explanation, explain_clip, vector_contributions
+from indexer.search.fusion import fused_search
 from indexer.search.searcher import ScoredMoment, Searcher
 from indexer.settings import resolve_device
 from indexer.store import Store, VideoRecord, store_identity
@@ -107,16 +108,21 @@ class Library:
         min_score: float | None,
         explain: bool = False,
         moments_per_video: int = 1,
+        *,
+        sources: list[str] | None = None,
     ) -> tuple[list[Hit], float | None, dict[str, float]]:
         """Hits best first (grouped: one per video, its other moments folded under it), the weak-match
         line (`weak_below`) and stage timings in seconds (encode, candidates, rerank, metadata, frames
         [, explain][, calibrate: only when the library changed since the last calibration])."""
-        res = self.searcher.search(
+        res = fused_search(  # the visual ranking fused with the text tracks' (indexer/search/fusion.py)
+            self.searcher,
             query,  # the text: the searcher times its encoding (stages_ms.encode)
             top_k=top_k,
             group_by_video=group_by_video,
             video_ids=video_ids,
             min_score=min_score,
+            text_query=query,
+            sources=sources,
             moments_per_video=moments_per_video,
         )
         text = res.text

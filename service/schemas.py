@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,12 @@ class SearchRequest(BaseModel):
     video_ids: list[VideoId] | None = Field(None, description="restrict the search to these videos")
     min_score: float | None = Field(None, description="drop results scoring below this")
     explain: bool = Field(False, description="add per-result explanations (matched frames, views)")
+    sources: list[Literal["visual", "subtitles", "speech", "ocr"]] | None = Field(
+        None,
+        min_length=1,
+        description="rankings to fuse: visual (partial alignment) and the text tracks (subtitles, speech, "
+        "ocr: full-text BM25); default all of them",
+    )
 
 
 class FrameContribution(BaseModel):
@@ -40,6 +46,13 @@ class Explanation(BaseModel):
     top_frames: list[FrameContribution] = Field(..., description="frames ranked by contribution")
 
 
+class TextMatch(BaseModel):
+    source: str = Field(..., description="subtitles | speech | ocr")
+    start: float = Field(..., description="seconds: when the line is said or shown")
+    end: float = Field(..., description="seconds")
+    text: str = Field(..., description="the matching line")
+
+
 class Moment(BaseModel):
     video_id: int
     title: str
@@ -51,6 +64,15 @@ class Moment(BaseModel):
     thumbnail_url: str = Field(..., description="the frame at best_frame_s")
     stream_url: str
     explanation: Explanation | None = Field(None, description="present when explain was requested")
+    visual_score: float | None = Field(
+        None, description="partial-alignment score (null: visual not searched)"
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="rankings that placed this moment: visual, subtitles, speech, ocr"
+    )
+    matches: list[TextMatch] = Field(
+        default_factory=list, description="matching text lines, best first; start/end are the first one's"
+    )
     more: list[Moment] = Field(
         default_factory=list, description="grouped: the video's other moments, best first (moments_per_video)"
     )

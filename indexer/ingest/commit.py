@@ -15,6 +15,7 @@ import torch
 
 from indexer.media.video import to_model_input
 from indexer.store import ClipSpan, NewVideo, Store, StoreError
+from indexer.text.lines import VideoText
 from model import T2VParser
 
 from .prepare import IngestItem, IngestResult
@@ -69,11 +70,12 @@ def commit_video(
     mats: np.ndarray,
     started: float,
     earlier: float = 0.0,
+    text: VideoText | None = None,
 ) -> IngestResult:
     """One atomic commit of a video's clips (C, n_v, D). The result's seconds: `earlier` (work done
-    elsewhere) plus the time since `started` (perf_counter)."""
+    elsewhere) plus the time since `started` (perf_counter). `text`: its text tracks, in the same commit."""
     try:
-        video_id = store.add_video(video, spans, mats)
+        video_id = store.add_video(video, spans, mats, text)
     except StoreError as e:
         # another writer committed the same content first
         dup = store.find_duplicate(video.content_hash)
@@ -83,4 +85,5 @@ def commit_video(
     except ValueError as e:  # matrices that do not fit (shape, NaN)
         return IngestResult(str(item.path), "failed", reason=str(e))
     seconds = earlier + time.perf_counter() - started
-    return IngestResult(str(item.path), "done", video_id, clips=len(spans), seconds=seconds)
+    tracks = text.reports if text is not None else []
+    return IngestResult(str(item.path), "done", video_id, clips=len(spans), seconds=seconds, tracks=tracks)

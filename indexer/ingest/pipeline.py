@@ -29,6 +29,8 @@ import numpy as np
 
 from indexer.settings import IndexerSettings
 from indexer.store import Store
+from indexer.text.extract import TextExtractor
+from indexer.text.settings import TextSettings
 from model import T2VParser
 
 from .commit import RunClaims, commit_video, encode_clips, stored_duplicate
@@ -69,8 +71,11 @@ class Ingestor:
         limits: IngestLimits | None = None,
         queue_size: int = 2,
         decode_workers: int | None = None,
+        text: TextSettings | None = None,
     ) -> None:
         self.plan = ClipPlan.for_store(store, model, window, stride, limits)
+        # text tracks (subtitles, speech, OCR) are read on the decode side; None: pixels only
+        self.text = TextExtractor(text) if text is not None else None
         self.store = store
         self.model = model
         self.batch_size = batch_size
@@ -83,7 +88,7 @@ class Ingestor:
 
     @classmethod
     def from_settings(cls, store: Store, model: T2VParser, settings: IndexerSettings) -> Ingestor:
-        return cls(store, model, settings.window, settings.stride, settings.batch_size)
+        return cls(store, model, settings.window, settings.stride, settings.batch_size, text=settings.text)
 
     # ------------------------------------------------------------ one file
     def ingest_file(self, path: str | Path, title: str | None = None) -> IngestResult:
@@ -93,7 +98,10 @@ class Ingestor:
     # ------------------------------------------------------------ decode side (thread)
     def _prepare(self, item: IngestItem) -> Prepared | IngestResult:
         # duplicates within this run are settled in input order by _producer
-        return prepare_video(item, self.plan, partial(stored_duplicate, self.store))
+        got = prepare_video(item, self.plan, partial(stored_duplicate, self.store))
+        if isinstance(got, Prepared) and self.text is not None:
+            got.text = self.text.extract(Path(got.video.path), got.video.width, got.video.height)
+        return got
 
     def _producer(
         self,
@@ -224,4 +232,4 @@ class Ingestor:
 
     def _store(self, p: Prepared) -> IngestResult:
         mats = np.stack([m for m in p.encoded if m is not None])  # (C, n_v, D)
-        return commit_video(self.store, p.item, p.video, p.spans, mats, p.started)
+        return commit_video(self.store, p.item, p.video, p.spans, mats, p.started, text=p.text)

@@ -24,6 +24,7 @@ import numpy as np
 from indexer.media.sampling import sample_frames_selective
 from indexer.media.video import VideoError, probe, segment_times
 from indexer.store import ClipSpan, NewVideo, Store, StoreError
+from indexer.text.lines import TrackReport, VideoText
 from model import PreprocessCfg, T2VParser
 
 Status = Literal["done", "duplicate", "failed"]
@@ -53,6 +54,7 @@ class IngestResult:
     reason: str = ""
     clips: int = 0
     seconds: float = 0.0
+    tracks: list[TrackReport] = field(default_factory=list)  # per text source: found/none/skipped
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +127,7 @@ class Prepared:
     started: float
     encoded: list[np.ndarray | None] = field(default_factory=list)  # per clip (n_v, D) float16
     remaining: int = 0
+    text: VideoText | None = None  # the text tracks, when the runner reads them
 
 
 def clip_windows(duration: float, window: float, stride: float) -> list[ClipSpan]:

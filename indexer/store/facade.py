@@ -73,7 +73,9 @@ from indexer.store.records import (
     VerifyReport,
     VideoRecord,
 )
+from indexer.store.texttracks import TextHit, TextIndex
 from indexer.store.view import View
+from indexer.text.lines import TEXT_SOURCES, TrackReport, VideoText
 
 
 class Store:
@@ -87,6 +89,7 @@ class Store:
         self.tau = float(self.identity.get("config", {}).get("tau", 100.0))
         self._writer = locking.WriteLock(root)
         self._meta = Metadata(root / layout.DB)
+        self._text = TextIndex(self._meta.read)
         self._view = View(root, manifest, self._meta, backend)
         # the view's parts, for short names (each lives as long as the view)
         self._lock, self._table = self._view.lock, self._view.table
@@ -192,17 +195,42 @@ class Store:
     def clips_of(self, video_id: int) -> list[ClipRecord]:
         return self._meta.clips_of(video_id)
 
+    # ---------------------------------------------------------------- text tracks (texttracks.py)
+    def has_text(self) -> bool:
+        """Whether any live video has stored text lines (subtitles, speech, on-screen text)."""
+        return self._text.has_lines()
+
+    def text_search(
+        self,
+        query: str,
+        sources: Sequence[str] = TEXT_SOURCES,
+        video_ids: Sequence[int] | None = None,
+        limit: int = 200,
+    ) -> list[TextHit]:
+        """Stored lines of live videos matching `query` (FTS5, best BM25 first)."""
+        return self._text.search(query, sources, video_ids, limit)
+
+    def text_tracks(self, video_id: int) -> list[TrackReport]:
+        """What each text source gave for one video at ingestion."""
+        return self._text.tracks_of(video_id)
+
+    def text_lines(self, video_id: int) -> list[tuple[str, float, float, str]]:
+        return self._text.lines_of(video_id)
+
     # ---------------------------------------------------------------- writes
-    def add_video(self, video: NewVideo, clips: Sequence[ClipSpan], matrices: np.ndarray) -> int:
+    def add_video(
+        self, video: NewVideo, clips: Sequence[ClipSpan], matrices: np.ndarray, text: VideoText | None = None
+    ) -> int:
         """Store one video atomically; returns its id. matrices: (C, n_v, D), rows L2-normalised.
 
         Callers check `find_duplicate` first; a duplicate content hash that slips through (a race
         with another writer) raises StoreError and stores nothing.
         """
-        return self.add_videos([(video, clips, matrices)])[0]
+        return self.add_videos([(video, clips, matrices)], [text])[0]
 
-    def add_videos(self, batch: Batch) -> list[int]:
-        """Store several videos in one commit (all or none): one fsync and one transaction."""
+    def add_videos(self, batch: Batch, texts: Sequence[VideoText | None] = ()) -> list[int]:
+        """Store several videos in one commit (all or none): one fsync and one transaction.
+        texts: each video's text lines (aligned with `batch`), committed with it."""
         if not batch:
             return []
         data = self._segments.rows_of(batch)  # checked before taking the lock
@@ -215,7 +243,7 @@ class Store:
             # 1. rows appended and durable before anything refers to them
             self._segments.append(fname, first_row, data)
             # 2. the commit point: one transaction
-            ids = self._meta.insert_videos(batch, gen, seg_id, fname, first_row, time.time())
+            ids = self._meta.insert_videos(batch, gen, seg_id, fname, first_row, time.time(), texts)
             # 3. derived state: in-memory index and clip table (persisted by flush)
             self._view.committed()
             self._maybe_upgrade()

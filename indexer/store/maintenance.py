@@ -10,7 +10,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.store import layout
+from indexer.store import layout, texttracks
 from indexer.store import vector_index as vi
 from indexer.store.backends.base import VectorBackend
 from indexer.store.metadata import ClipRow, Metadata, SegmentRow
@@ -72,6 +72,7 @@ def verify(
         *segments.short_files(segs),
         *(_faiss_rows(index, ids, per_clip) if index is not None else []),
         *_unit_rows(ids, matrices),
+        *texttracks.verify(meta.read, meta.check_text_index),
     ]
     return VerifyReport(ok=not problems, checked_clips=len(clips), problems=problems)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.store import texttracks
 from indexer.store.records import (
     ClipRecord,
     ClipSpan,
@@ -23,6 +24,7 @@ from indexer.store.records import (
     VideoNotInStoreError,
     VideoRecord,
 )
+from indexer.text.lines import VideoText
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS tombstones (
     deleted_at REAL NOT NULL
 );
 """
+SCHEMA += texttracks.SCHEMA  # the text part's tables: same database, same commits
 
 # SQL values the store binds and reads back
 Value = int | float | str
@@ -118,6 +121,15 @@ class Metadata:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def read(self, query: str, params: Sequence[Value] = ()) -> list[Row]:
+        """A read on this connection for the store's other parts (texttracks)."""
+        return self._rows(query, params)
+
+    def check_text_index(self) -> None:
+        """FTS5's check of text_fts against text_lines (rank 1: contents too); raises DatabaseError."""
+        with self._lock:
+            self._db.execute("INSERT INTO text_fts (text_fts, rank) VALUES ('integrity-check', 1)")
 
     def _rows(self, query: str, params: Sequence[Value] = ()) -> list[Row]:
         with self._lock:
@@ -221,7 +233,14 @@ class Metadata:
 
     # ------------------------------------------------------------ writes (commit points)
     def insert_videos(
-        self, batch: Batch, generation: int, segment: int | None, fname: str, first_row: int, now: float
+        self,
+        batch: Batch,
+        generation: int,
+        segment: int | None,
+        fname: str,
+        first_row: int,
+        now: float,
+        texts: Sequence[VideoText | None] = (),
     ) -> list[int]:
         """One transaction: the videos, their clips at rows `first_row`... of segment `segment`
         (None: register `fname` as a new segment), and the segment's new committed length.
@@ -235,7 +254,7 @@ class Metadata:
                     )
                     segment = int(cur.lastrowid or 0)
                 row = first_row
-                for video, clips, _ in batch:
+                for n, (video, clips, _) in enumerate(batch):
                     facts = [getattr(video, name) for name in _NEW_VIDEO_COLUMNS]
                     cur.execute(_INSERT_VIDEO, (*facts, now, len(clips)))
                     video_id = int(cur.lastrowid or 0)
@@ -248,6 +267,8 @@ class Metadata:
                     )
                     row += len(clips)
                     ids.append(video_id)
+                    if n < len(texts) and (text := texts[n]) is not None:
+                        texttracks.insert(cur, video_id, text)  # in the video's own commit
                 cur.execute("UPDATE segments SET clips = ? WHERE id = ?", (row, segment))
         except sqlite3.IntegrityError as e:
             paths = ", ".join(v.path for v, _, _ in batch[:3])
@@ -289,6 +310,7 @@ class Metadata:
             )
             cur.execute("DELETE FROM clips WHERE id IN (SELECT clip_id FROM tombstones)")
             cur.execute("DELETE FROM tombstones")
+            texttracks.purge_deleted(cur)
             cur.execute("DELETE FROM videos WHERE state = 'deleted'")
             cur.execute("DELETE FROM segments WHERE generation = ?", (old,))
             cur.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(new),))

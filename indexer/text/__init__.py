@@ -1,0 +1,17 @@
+"""Words in videos: timed text lines from subtitles, on-screen text (OCR) and speech (ASR).
+
+    text = extract_text(path, TextSettings())   # VideoText: lines + one TrackReport per source
+    text.lines   -> [TextLine(source, start, end, text), ...]
+    text.reports -> [TrackReport(source, status 'found'|'none'|'skipped'|'failed', lines, reason, seconds)]
+
+Every engine runs offline: ffmpeg (imageio-ffmpeg's binary) for subtitle streams and audio,
+Debian's `tesseract` for OCR, PocketSphinx's bundled English model or a user-provided
+faster-whisper model for speech. A missing engine skips its source with a reason; it never fails
+the ingestion of the video. The store keeps the lines (indexer/store/texttracks.py).
+"""
+
+from indexer.text.extract import extract_text
+from indexer.text.lines import SOURCES, TEXT_SOURCES, TextLine, TrackReport, VideoText
+from indexer.text.settings import TextSettings
+
+__all__ = ["SOURCES", "TEXT_SOURCES", "TextLine", "TextSettings", "TrackReport", "VideoText", "extract_text"]
