@@ -345,3 +345,43 @@ def reindex(
     typer.echo(f"reindexed {index_dir} for the new model; {text}")
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@index_app.command("export")
+def export(
+    to: str = typer.Option(
+        ...,
+        "--to",
+        help="the vector backend to fill from the store: 'qdrant' (where: T2V_VECTORS__QDRANT_URL, "
+        "else an in-process engine in <index>/qdrant) or 'faiss' (the store's own index file)",
+    ),
+    index: Path | None = typer.Option(None, "--index", "-i", help=INDEX_HELP),
+) -> None:
+    """Fill a vector backend from the store (clips it lacks; deleted ones removed) and verify it."""
+    import dataclasses
+
+    from indexer.store.backends import BACKENDS
+
+    if to not in BACKENDS:
+        fail(f"unknown vector backend {to!r} (choose from {', '.join(BACKENDS)})")
+    settings = indexer_settings()
+    index_dir = index_dir_of(index, settings)
+    require_store(index_dir)
+    backend = dataclasses.replace(settings.vectors.config(), kind=to)
+    t0 = time.perf_counter()
+    store = open_store(index_dir, backend=backend)  # opening catches the backend up with SQLite
+    try:
+        store.flush()  # durable: the engine's segments (and index), then its sync record
+        report = store.verify()
+        clips = store.stats().clips
+    finally:
+        store.close()
+    for p in report.problems:
+        typer.echo(f"problem: {p}", err=True)
+    if not report.ok:
+        typer.echo(f"export to {to} failed verification: {len(report.problems)} problems", err=True)
+        raise typer.Exit(EXIT_SOME_FAILED)
+    typer.echo(
+        f"exported: {clips} live clips in {to} ({time.perf_counter() - t0:.1f}s), verified; "
+        f"search with it: T2V_VECTORS__BACKEND={to}"
+    )

@@ -15,6 +15,7 @@ from service.cli.common import fail
 if TYPE_CHECKING:
     from indexer.settings import IndexerSettings
     from indexer.store import Store
+    from indexer.store.backends import BackendConfig
     from model import T2VParser
 
 INDEX_HELP = "store directory (default: T2V_INDEX_DIR or var/index)"
@@ -74,10 +75,15 @@ def load_model(
 
 
 def open_store(
-    index_dir: Path, model: T2VParser | None = None, create: bool = False, checkpoint: Path | None = None
+    index_dir: Path,
+    model: T2VParser | None = None,
+    create: bool = False,
+    checkpoint: Path | None = None,
+    backend: BackendConfig | None = None,
 ) -> Store:
     """Open a store, checking that `model` fits it (StoreError otherwise); a new store remembers the
-    checkpoint's path so that `t2v search --index DIR` needs no model flags."""
+    checkpoint's path so that `t2v search --index DIR` needs no model flags. backend: the vector
+    backend (default: the T2V_VECTORS__* settings)."""
     from indexer.store import Store, store_identity
 
     ident = None
@@ -91,6 +97,7 @@ def open_store(
         if checkpoint is not None:
             ident["checkpoint_path"] = str(Path(checkpoint).resolve())
     try:
-        return Store.open(index_dir, ident, create=create)
+        backend = backend or indexer_settings().vectors.config()
+        return Store.open(index_dir, ident, create=create, backend=backend)
     except (OSError, sqlite3.Error) as e:  # e.g. a full disk: SQLite cannot create its WAL files
         fail(f"cannot open the store {index_dir}: {e} (disk full or not writable?)")

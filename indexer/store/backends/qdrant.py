@@ -363,13 +363,19 @@ class QdrantBackend:
         return generation != self.generation or not self.loaded
 
     def load(self, generation: int, clips: Clips) -> None:
-        """Open the engine and read how far it was exported (a sync file of another engine, or
-        none: from the start). Tombstones are all deleted again at the next `bury`."""
+        """Open the engine and read how far it was exported. Without a sync record naming this
+        engine its content is unknown to the store (new, or filled for another store): it is
+        emptied and exported from the start. Tombstones are all deleted again at the next `bury`."""
         if self._engine is None:
             self._engine = self._make_engine()
         self.generation = generation
         sync = self._read_sync()
-        self.exported = int(sync.get("clip_id", 0)) if sync.get("target") == self.engine.target else 0
+        if sync.get("target") == self.engine.target:
+            self.exported = int(sync.get("clip_id", 0))
+        else:
+            if self.config.write:
+                self.engine.clear()
+            self.exported = 0
         self._buried = set()
 
     def bury(self, dead: np.ndarray) -> None:

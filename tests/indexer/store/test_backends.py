@@ -69,7 +69,10 @@ def test_crash_before_export_and_lost_sync_are_caught_up_on_open(tmp_path: Path)
         assert engine_ids(store) == store.live_clip_ids().tolist()
         assert {c.id for c in store.clips_of(new)} <= set(engine_ids(store))
         assert store.verify().ok
-    (tmp_path / SYNC_FILE).unlink()  # lost: everything is exported again (upserts are idempotent)
+        stray = rng.normal(size=(1, NV, D)).astype(np.float16)
+        store._view.faiss.engine.upsert(np.array([999]), stray, stray[:, 0].astype(np.float32))  # type: ignore[attr-defined]
+    # no sync record: the engine's content is unknown to the store, so it is emptied and refilled
+    (tmp_path / SYNC_FILE).unlink()
     with Store.open(tmp_path, identity(), backend=QDRANT) as store:
         assert engine_ids(store) == store.live_clip_ids().tolist() and store.verify().ok
 
