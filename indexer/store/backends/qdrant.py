@@ -50,6 +50,7 @@ class Engine(Protocol):
     """What the backend asks of Qdrant (one collection of clip points)."""
 
     target: str  # where the points live (a directory or url + collection): the sync file's key
+    fresh: bool  # the collection was created empty when this engine opened
 
     def upsert(self, ids: np.ndarray, sets: np.ndarray, pooled: np.ndarray) -> None:
         """ids (C,), sets (C, n_v, D) float16, pooled (C, D) float32."""
@@ -67,8 +68,11 @@ class Engine(Protocol):
     def sets(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored multi-vectors of `ids` ((n_v, D) float32 each; missing ids absent)."""
 
+    def durable(self) -> None:
+        """Make every update durable."""
+
     def flush(self) -> None:
-        """Make every update durable (and build the indexes the updates need)."""
+        """Make every update durable and build the indexes the updates need."""
 
     def clear(self) -> None:
         """Remove every point (a rebuild follows)."""
@@ -127,14 +131,23 @@ class EdgeEngine:
         )
 
     def _open(self) -> Any:
+        """Load the shard; one a crash left unreadable is derived data: it is started again empty
+        (`fresh`), and the store exports every clip into it."""
         qe = self._qe
+        self.fresh = True
+        if (self.path / "edge_config.json").is_file():
+            try:
+                shard = qe.EdgeShard.load(str(self.path))
+                self.fresh = False
+                return shard
+            except Exception:  # the bindings raise a bare Exception
+                shutil.rmtree(self.path)
+                self.path.mkdir()
         try:
-            if (self.path / "edge_config.json").is_file():
-                return qe.EdgeShard.load(str(self.path))
             return qe.EdgeShard.create(str(self.path), self._config())
-        except Exception as e:  # the bindings raise a bare Exception
+        except Exception as e:
             os.close(self._held)
-            raise StoreError(f"cannot open the Qdrant engine at {self.path}: {e}") from e
+            raise StoreError(f"cannot create the Qdrant engine at {self.path}: {e}") from e
 
     def upsert(self, ids: np.ndarray, sets: np.ndarray, pooled: np.ndarray) -> None:
         qe = self._qe
@@ -183,6 +196,9 @@ class EdgeEngine:
         recs = self._shard.retrieve([int(i) for i in ids], with_payload=False, with_vector=[SET])
         return {int(r.id): np.asarray(r.vector[SET], dtype=np.float32) for r in recs}
 
+    def durable(self) -> None:
+        self._shard.flush()
+
     def flush(self) -> None:
         self._shard.flush()
         self._shard.optimize()  # no background optimiser in-process: build the HNSW graph now
@@ -229,7 +245,8 @@ class ClientEngine:
 
     def _ensure(self) -> None:
         m = self._m
-        if self._client.collection_exists(self.collection):
+        self.fresh = not self._client.collection_exists(self.collection)
+        if not self.fresh:
             return
         self._client.create_collection(
             self.collection,
@@ -296,8 +313,11 @@ class ClientEngine:
         recs = self._client.retrieve(self.collection, [int(i) for i in ids], with_vectors=[SET])
         return {int(r.id): np.asarray(r.vector[SET], dtype=np.float32) for r in recs}
 
-    def flush(self) -> None:
+    def durable(self) -> None:
         """Every write waited for the server's acknowledgement (wait=True): nothing to do."""
+
+    def flush(self) -> None:
+        """The server indexes in the background: nothing to do."""
 
     def clear(self) -> None:
         self._client.delete_collection(self.collection)
@@ -366,14 +386,15 @@ class QdrantBackend:
         """Open the engine and read how far it was exported. Without a sync record naming this
         engine its content is unknown to the store (new, or filled for another store): it is
         emptied and exported from the start. Tombstones are all deleted again at the next `bury`."""
-        if self._engine is None:
-            self._engine = self._make_engine()
         self.generation = generation
+        if self._engine is not None:
+            return  # a new generation (compaction) keeps clip ids: the engine stays as it is
+        self._engine = self._make_engine()
         sync = self._read_sync()
-        if sync.get("target") == self.engine.target:
+        if sync.get("target") == self.engine.target and not self.engine.fresh:
             self.exported = int(sync.get("clip_id", 0))
         else:
-            if self.config.write:
+            if self.config.write and not self.engine.fresh:
                 self.engine.clear()
             self.exported = 0
         self._buried = set()
@@ -386,6 +407,8 @@ class QdrantBackend:
         if new:
             for start in range(0, len(new), 10_000):
                 self.engine.delete(new[start : start + 10_000])
+            # durable at once: a point resurrected by a crash could outlive its tombstone (compaction)
+            self.engine.durable()
             self._buried.update(new)
             self.dirty = True
 

@@ -75,6 +75,10 @@ def test_crash_before_export_and_lost_sync_are_caught_up_on_open(tmp_path: Path)
     (tmp_path / SYNC_FILE).unlink()
     with Store.open(tmp_path, identity(), backend=QDRANT) as store:
         assert engine_ids(store) == store.live_clip_ids().tolist() and store.verify().ok
+    # an engine a crash left unreadable is derived data too: started again empty and refilled
+    (tmp_path / "qdrant" / "edge_config.json").write_text("{")
+    with Store.open(tmp_path, identity(), backend=QDRANT) as store:
+        assert engine_ids(store) == store.live_clip_ids().tolist() and store.verify().ok
 
 
 @pytest.mark.slow  # a fresh interpreter importing the store (torch): ~10 s on 2 busy cores
