@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from indexer.media.opened import MediaRefused, OpenedMedia, container_type, open_media
 from indexer.store import VideoRecord
 
 from .errors import InvalidInput, NotFound, NotReady, RangeNotSatisfiable, TooManyJobs, TooManySearches
-from .jobs import JobStore, WorkItem
+from .jobs import JobStore, WorkItem, is_storage_error
 from .library import Hit, IngestFailed, Library, open_library
 from .media import Thumbnail, ThumbnailCache, ThumbnailError, jpeg_at, thumbnail_key
 from .metrics import Metrics
@@ -38,15 +39,16 @@ from .schemas import (
     Video,
     VideoPage,
 )
-from .security import confine_path
+from .security import expand_confined
 from .settings import ServiceSettings
 from .text_results import text_fields
-from .uploads import receive_uploads
+from .uploads import clean_uploads, receive_uploads
 
 log = logging.getLogger("t2v.service")
 R = TypeVar("R")
 
 _THUMB_CACHE = 512  # JPEGs kept per engine (a few MB)
+STUCK_AFTER = 1800.0  # seconds one item may run before /readyz calls the worker stuck
 
 
 class Engine:
@@ -63,6 +65,9 @@ class Engine:
         self._worker: asyncio.Task[None] | None = None
         self._thumbs = ThumbnailCache(settings.var_dir / "thumbs", capacity=_THUMB_CACHE)
         self._ingesting = False  # an item is in the ingest thread right now
+        self._item_started: tuple[str, float] | None = None  # (path, monotonic start) of that item
+        self._dirty = False  # committed videos the FAISS file does not hold yet
+        self._problems: dict[str, str] = {}  # worker trouble by kind ('record', 'flush'), while it lasts
         self._searches = 0  # searches in flight (the event loop is the only writer: no lock)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -76,7 +81,10 @@ class Engine:
             resumed = self._jobs.recover()
             if resumed:
                 log.info("resuming %d interrupted ingestion item(s)", resumed)
-            self._lib = await self._run(open_library, self.settings)
+            lib = await self._run(open_library, self.settings)
+            # before anyone can upload: what no job and no video refers to is a leftover
+            await self._run(clean_uploads, self.settings.uploads, self._jobs, lib)
+            self._lib = lib
             await self._run(self._refresh_gauges)
         except Exception as e:  # readiness reports it; the process stays up for /healthz
             self._load_error = f"{type(e).__name__}: {e}"
@@ -123,7 +131,14 @@ class Engine:
     async def readiness(self) -> Ready:
         lib = self.lib  # 503 until loaded
         videos, clips, _ = await self._run(lib.counts)
-        return Ready(status="ready", model=lib.describe(), videos=videos, clips=clips)
+        problems = self.worker_problems()
+        return Ready(
+            status="degraded" if problems else "ready",
+            model=lib.describe(),
+            videos=videos,
+            clips=clips,
+            problems=problems,
+        )
 
     async def metrics_text(self) -> bytes:
         # store stats take the store's locks: off the loop, like every store call
@@ -211,17 +226,34 @@ class Engine:
         rec = await self._record(video_id)
         if not await self._run(self.lib.delete_video, video_id):
             raise NotFound(f"no video with id {video_id!r}")
-        # a file we received as an upload belongs to us: remove it with its video
-        if rec.path and _is_under(Path(rec.path), self.settings.uploads):
-            Path(rec.path).unlink(missing_ok=True)
+        # a file we received as an upload belongs to us: remove it (and its emptied job dir) too
+        if rec.path:
+            self._drop_upload(Path(rec.path))
 
     async def video_file(self, video_id: int) -> tuple[Path, str]:
+        """The checked real path of a video's file and its type (for a reader that opens by name)."""
+        opened, media_type = await self.open_video(video_id)
+        opened.close()
+        return opened.real_path, media_type or "application/octet-stream"
+
+    async def open_video(self, video_id: int) -> tuple[OpenedMedia, str | None]:
+        """The video's file opened once (it must still be the regular file stored at its recorded
+        real path: a symlink or a swapped directory is refused) and its video/* type from the
+        container's signature (None: not a known container)."""
         rec = await self._record(video_id)
-        path = Path(rec.path)
-        if not rec.path or not path.is_file():
+        if not rec.path:
             raise NotFound(f"the file of video {video_id!r} is no longer available")
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return path, media_type
+        try:
+            opened = await self._run(open_media, rec.path, None, True)
+        except MediaRefused as e:
+            log.warning("not serving video %s: %s", video_id, e)
+            raise NotFound(f"the file of video {video_id!r} is no longer available") from None
+        try:
+            head = await self._run(opened.head, 512)
+        except OSError:
+            opened.close()
+            raise
+        return opened, container_type(head)
 
     @staticmethod
     def check_range(header: str | None, size: int) -> None:
@@ -274,7 +306,13 @@ class Engine:
         roots = self.settings.allowed_roots
         if len(body.paths) > self.settings.limits.max_items_per_job:  # refuse before a stat per path
             self._check_job_capacity(len(body.paths))
-        resolved = [confine_path(p, roots) for p in body.paths]
+        # folders expand to their files, each confined the same way (off the loop: a walk)
+        limit = self.settings.limits.max_items_per_job
+        resolved = await self._run(expand_confined, body.paths, roots, limit)
+        if body.titles is not None and len(resolved) != len(body.paths):
+            raise InvalidInput("titles cannot be given for folders (one title per file)")
+        if not resolved:
+            raise InvalidInput("no files found under the given folder(s)")
         self._check_job_capacity(len(resolved))
         titles = body.titles or [None] * len(resolved)
         items = [(str(p), p.name, t) for p, t in zip(resolved, titles, strict=True)]
@@ -289,7 +327,12 @@ class Engine:
         items: list[tuple[str, str, str | None]] = [
             (str(u.path), u.filename, Path(u.filename).stem) for u in uploads
         ]
-        return self._created(self.jobs.create("upload", items))
+        try:
+            job_id = self.jobs.create("upload", items)
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)  # no job refers to these files
+            raise
+        return self._created(job_id)
 
     def _created(self, job_id: str) -> Job:
         self._wake.set()
@@ -311,14 +354,24 @@ class Engine:
         return JobPage(items=[Job.model_validate(v) for v in views], total=total, offset=offset, limit=limit)
 
     async def _ingest_loop(self) -> None:
+        """The supervised worker: only an item's own failure ends that item, nothing ends the loop.
+
+        A failure outside one item (the job database or the FAISS flush on a full disk) is logged
+        and counted, reported by /readyz and /metrics while it lasts, and retried with a backoff;
+        the queue resumes by itself once space is back."""
         loop = asyncio.get_running_loop()
-        dirty = False
+        backoff = 0.5
         while True:
-            item = self.jobs.claim_next()
+            try:
+                item = self.jobs.claim_next()
+            except Exception as e:  # noqa: BLE001 - the job database is unusable for now
+                self._trouble("record", f"cannot read the job queue: {e}", e)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
             if item is None:
-                if dirty:  # the queue drained: persist the index once, not after every video
-                    await loop.run_in_executor(self._ingest_pool, self.lib.flush)
-                    dirty = False
+                if self._dirty:  # the queue drained: persist the index once, not after every video
+                    await self._flush(loop)
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=2.0)
@@ -326,6 +379,7 @@ class Engine:
                     pass
                 continue
             self.metrics.queue_depth.set(self.jobs.queue_depth())
+            self._item_started = (item.path, time.monotonic())
             self._ingesting = True
             try:
                 state, reason, video_id = await loop.run_in_executor(
@@ -335,28 +389,98 @@ class Engine:
                 raise
             except Exception as e:  # never let one item stop the queue
                 log.exception("ingestion of %s failed", item.path)
-                state, reason, video_id = "failed", f"internal error: {type(e).__name__}", None
+                kind = "storage error" if is_storage_error(e) else "internal error"
+                state, reason, video_id = "failed", f"{kind}: {type(e).__name__}: {e}", None
+                self._drop_upload(Path(item.path))
             self._ingesting = False
-            self.jobs.finish(item, state, reason, video_id)
-            dirty = dirty or state == "done"
+            self._item_started = None
+            await self._record_outcome(item, state, reason, video_id)
+            backoff = 0.5
+            self._dirty = self._dirty or state == "done"
             self.metrics.ingested.labels(state).inc()
-            await self._run(self._refresh_gauges)
+            try:
+                await self._run(self._refresh_gauges)
+            except Exception as e:  # noqa: BLE001 - gauges are best effort
+                log.warning("cannot refresh gauges: %s", e)
+
+    async def _record_outcome(
+        self, item: WorkItem, state: str, reason: str | None, video_id: int | None
+    ) -> None:
+        """Record an item's outcome, retrying until the job database takes it (a full var dir)."""
+        delay = 0.5
+        while True:
+            try:
+                self.jobs.finish(item, state, reason, video_id)
+            except Exception as e:  # noqa: BLE001 - retried below; reported meanwhile
+                self._trouble("record", f"cannot record job progress: {e}", e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._clear_trouble("record")
+            return
+
+    async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Persist the FAISS index; a failure surfaces at once and is retried on the next drain."""
+        try:
+            await loop.run_in_executor(self._ingest_pool, self.lib.flush)
+        except Exception as e:  # noqa: BLE001 - committed videos are safe; the index is derived
+            self._trouble("flush", f"persisting the FAISS index failed: {e}", e)
+            return
+        self._dirty = False
+        self._clear_trouble("flush")
+
+    def _trouble(self, kind: str, message: str, exc: BaseException) -> None:
+        if self._problems.get(kind) != message:  # log a problem once, not at every retry
+            log.error("ingestion worker: %s", message, exc_info=exc)
+        self._problems[kind] = message
+        self.metrics.worker_errors.labels(kind).inc()
+        self.metrics.worker_degraded.set(1)
+
+    def _clear_trouble(self, kind: str) -> None:
+        if self._problems.pop(kind, None) is not None:
+            log.info("ingestion worker: %s problem cleared", kind)
+        self.metrics.worker_degraded.set(1 if self._problems else 0)
+
+    def worker_problems(self) -> list[str]:
+        """What /readyz reports about the ingestion worker (empty: healthy)."""
+        problems = list(self._problems.values())
+        if self._worker is not None and self._worker.done():
+            problems.append("the ingestion worker stopped")
+        if self._item_started is not None:
+            path, since = self._item_started
+            took = time.monotonic() - since
+            if took > STUCK_AFTER:
+                problems.append(f"one item has been running for {took:.0f}s: {Path(path).name}")
+        return problems
+
+    def _drop_upload(self, path: Path) -> None:
+        """Remove a file we received as an upload, and its job directory once empty."""
+        if not _is_under(path, self.settings.uploads):
+            return
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        if parent != self.settings.uploads and _is_under(parent, self.settings.uploads):
+            try:
+                parent.rmdir()
+            except OSError:
+                pass  # other files of the job are still queued
+
+    def _read_roots(self) -> tuple[Path, ...]:
+        """Where the worker may read files: the allowed roots and our own upload directory."""
+        return (*self.settings.allowed_roots, self.settings.uploads)
 
     def _ingest_one(self, item: WorkItem) -> tuple[str, str | None, int | None]:
         """Runs in the ingest thread: (state, reason, video_id)."""
-        uploaded = _is_under(Path(item.path), self.settings.uploads)
         try:
-            outcome = self.lib.ingest(Path(item.path), item.title)
+            outcome = self.lib.ingest(Path(item.path), item.title, self._read_roots())
         except IngestFailed as e:
-            if uploaded:
-                Path(item.path).unlink(missing_ok=True)
+            self._drop_upload(Path(item.path))
             return "failed", e.reason, None
         if outcome.duplicate:
             # committed just before a crash: the duplicate is this very item, so it is done
             if item.resumed and outcome.source == str(Path(item.path).resolve()):
                 return "done", None, outcome.video_id
-            if uploaded:
-                Path(item.path).unlink(missing_ok=True)
+            self._drop_upload(Path(item.path))
             return "duplicate", f"same content as video {outcome.video_id}", outcome.video_id
         return "done", None, outcome.video_id
 

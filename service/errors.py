@@ -34,6 +34,10 @@ class ForbiddenPath(ServiceError):
     status, code = 403, "path_not_allowed"
 
 
+class CrossSite(ServiceError):
+    status, code = 403, "cross_site_request"
+
+
 class NotFound(ServiceError):
     status, code = 404, "not_found"
 
@@ -56,6 +60,10 @@ class TooManyJobs(ServiceError):
 
 class TooManySearches(ServiceError):
     status, code = 429, "too_many_searches"
+
+
+class InsufficientStorage(ServiceError):
+    status, code = 507, "insufficient_storage"
 
 
 class NotReady(ServiceError):

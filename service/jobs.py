@@ -7,6 +7,7 @@ the worker can recognise a video that was committed just before the crash.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 import threading
 import time
@@ -14,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .errors import InsufficientStorage
 
 TERMINAL = ("done", "duplicate", "failed")
 
@@ -40,6 +43,16 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
 """
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """A full or failing disk (as opposed to a bug): ENOSPC/EDQUOT/EIO, or SQLite's FULL/IOERR."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
+    text = str(e).lower()
+    return isinstance(e, sqlite3.Error) and (
+        "disk is full" in text or "disk i/o" in text or "readonly" in text
+    )
 
 
 @dataclass(frozen=True)
@@ -81,16 +94,23 @@ class JobStore:
         job_id = uuid.uuid4().hex[:16]
         now = time.time()
         with self._lock:
-            self._tx("BEGIN IMMEDIATE")
             try:
+                self._tx("BEGIN IMMEDIATE")
                 self._tx("INSERT INTO jobs VALUES (?,?,?,?)", (job_id, kind, now, now))
                 self._db.executemany(
                     "INSERT INTO items(job_id, idx, path, name, title, state) VALUES (?,?,?,?,?,'queued')",
                     [(job_id, i, p, n, t) for i, (p, n, t) in enumerate(items)],
                 )
                 self._tx("COMMIT")
-            except BaseException:
-                self._tx("ROLLBACK")
+            except BaseException as e:
+                # SQLite rolls back by itself after SQLITE_FULL/IOERR: a second ROLLBACK would
+                # raise 'cannot rollback' and hide the real error
+                if self._db.in_transaction:
+                    self._tx("ROLLBACK")
+                if isinstance(e, sqlite3.Error) and is_storage_error(e):
+                    raise InsufficientStorage(
+                        f"cannot record the job: {e} (free space in the var dir)"
+                    ) from e
                 raise
         return job_id
 
@@ -122,6 +142,12 @@ class JobStore:
                 (state, reason, video_id, now, item.job_id, item.idx),
             )
             self._tx("UPDATE jobs SET updated=? WHERE id=?", (now, item.job_id))
+
+    def pending_paths(self) -> list[str]:
+        """Files of items still to do (queued or running)."""
+        with self._lock:
+            rows = self._tx("SELECT path FROM items WHERE state IN ('queued','running')").fetchall()
+        return [str(r[0]) for r in rows]
 
     def queue_depth(self) -> int:
         with self._lock:

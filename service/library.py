@@ -231,9 +231,10 @@ class Library:
                 self._ingest = Ingestor.from_settings(self.store, full, self.settings)
             return self._ingest
 
-    def ingest(self, path: Path, title: str | None) -> IngestOutcome:
-        """Index one file (blocking). A duplicate names the stored video; failures raise IngestFailed."""
-        result = self._ingestor().ingest_file(path, title)
+    def ingest(self, path: Path, title: str | None, roots: tuple[Path, ...] | None = None) -> IngestOutcome:
+        """Index one file (blocking). A duplicate names the stored video; failures raise IngestFailed.
+        roots: where the opened file must lie (checked on the descriptor, not the name)."""
+        result = self._ingestor().ingest_file(path, title, roots)
         self._counts = None
         if result.status == "failed" or result.video_id is None:
             raise IngestFailed(result.reason or "ingestion failed")

@@ -35,6 +35,15 @@ class Metrics:
         self.index_vectors = Gauge("t2v_index_vectors", "token vectors in the FAISS index", registry=r)
         self.queue_depth = Gauge("t2v_ingest_queue_depth", "ingestion items queued or running", registry=r)
         self.ingested = Counter("t2v_ingest_items_total", "ingestion items finished", ["state"], registry=r)
+        self.worker_errors = Counter(
+            "t2v_ingest_worker_errors_total",
+            "ingestion worker failures outside one item (flush: FAISS persist, record: job database)",
+            ["kind"],
+            registry=r,
+        )
+        self.worker_degraded = Gauge(
+            "t2v_ingest_worker_degraded", "1 while the ingestion worker reports a problem", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

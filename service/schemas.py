@@ -156,7 +156,8 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
-    status: str
+    status: str = Field(..., description="ready | degraded (searches work; see problems)")
     model: str | None = None
     videos: int = 0
     clips: int = 0
+    problems: list[str] = Field(default_factory=list, description="what is degraded (worker, store)")

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .errors import BadRequest, PayloadTooLarge
+from indexer.store import VideoRecord
+
+from .errors import BadRequest, InsufficientStorage, PayloadTooLarge
+
+log = logging.getLogger("t2v.service")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
 class Upload:
-    path: Path  # where the bytes landed
-    filename: str  # the client's name, sanitised
+    path: Path  # where the bytes landed (a generated name)
+    filename: str  # the client's name, sanitised (a display name only)
 
 
 def safe_filename(name: str) -> str:
@@ -61,7 +67,8 @@ class _Sink:
         if len(self.uploads) >= self.max_files:
             raise PayloadTooLarge(f"too many files in one upload (limit {self.max_files})")
         name = safe_filename(filename.decode("utf-8", "replace"))
-        path = self.dest / f"{len(self.uploads):04d}-{name}"
+        # stored under a generated name: the client's name (and its extension) decides nothing
+        path = self.dest / f"{len(self.uploads):04d}.upload"
         self._file = path.open("wb")
         self._size = 0
         self.uploads.append(Upload(path, name))
@@ -94,7 +101,12 @@ async def receive_uploads(request: Request, dest: Path, max_bytes: int, max_file
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes * max_files + 1024 * 1024:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the upload limit")
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(f"no space left for the upload: {e.strerror}") from e
+        raise
     sink = _Sink(dest, max_bytes, max_files)
     callbacks = {name: getattr(sink, name) for name in dir(sink) if name.startswith("on_")}
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
@@ -102,16 +114,64 @@ async def receive_uploads(request: Request, dest: Path, max_bytes: int, max_file
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
-    except (PayloadTooLarge, BadRequest):
         sink.close()
-        shutil.rmtree(dest, ignore_errors=True)
+    except (PayloadTooLarge, BadRequest):
+        _discard(sink, dest)
+        raise
+    except OSError as e:  # our disk, not the client's body: 507 for a full one
+        _discard(sink, dest)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(f"no space left for the upload: {e.strerror}") from e
         raise
     except Exception as e:
-        sink.close()
-        shutil.rmtree(dest, ignore_errors=True)
+        _discard(sink, dest)
         raise BadRequest(f"malformed multipart body: {e}") from e
-    sink.close()
     if not sink.uploads:
         shutil.rmtree(dest, ignore_errors=True)
         raise BadRequest("no files in the upload (use form field 'files')")
     return sink.uploads
+
+
+def _discard(sink: _Sink, dest: Path) -> None:
+    try:
+        sink.close()
+    except OSError:
+        pass  # the close of a file on a full disk: it is deleted anyway
+    shutil.rmtree(dest, ignore_errors=True)
+
+
+class _Referrers(Protocol):
+    def pending_paths(self) -> list[str]: ...
+
+
+class _Videos(Protocol):
+    def list_videos(self, offset: int, limit: int, title: str | None) -> tuple[list[VideoRecord], int]: ...
+
+
+def clean_uploads(root: Path, jobs: _Referrers, videos: _Videos) -> int:
+    """At start-up: delete what a crash left under the upload directory (a body cut by kill -9,
+    the file of a video deleted just before one, emptied job directories). Kept: files a queued
+    or running job item or a stored video refers to. Returns the files removed."""
+    if not root.is_dir():
+        return 0
+    keep = {str(Path(p).resolve()) for p in jobs.pending_paths()}
+    offset = 0
+    while True:
+        page, total = videos.list_videos(offset, 1000, None)
+        keep.update(str(Path(v.path).resolve()) for v in page if v.path)
+        offset += len(page)
+        if not page or offset >= total:
+            break
+    removed = 0
+    for p in sorted(root.rglob("*"), key=lambda q: len(q.parts), reverse=True):  # files before dirs
+        if p.is_dir() and not p.is_symlink():
+            try:
+                p.rmdir()  # only when empty
+            except OSError:
+                pass
+        elif str(p.resolve()) not in keep:
+            p.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d leftover upload file(s) under %s", removed, root)
+    return removed

@@ -91,9 +91,12 @@ class Ingestor:
         return cls(store, model, settings.window, settings.stride, settings.batch_size, text=settings.text)
 
     # ------------------------------------------------------------ one file
-    def ingest_file(self, path: str | Path, title: str | None = None) -> IngestResult:
-        """One file, committed on return; call `store.flush()` once a series of files is done."""
-        return self.ingest_many([IngestItem(Path(path), title)], flush=False)[0]
+    def ingest_file(
+        self, path: str | Path, title: str | None = None, roots: tuple[Path, ...] | None = None
+    ) -> IngestResult:
+        """One file, committed on return; call `store.flush()` once a series of files is done.
+        roots: the opened file must lie inside one of them (None: anywhere)."""
+        return self.ingest_many([IngestItem(Path(path), title, roots)], flush=False)[0]
 
     # ------------------------------------------------------------ decode side (thread)
     def _prepare(self, item: IngestItem) -> Prepared | IngestResult:

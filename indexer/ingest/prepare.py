@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from indexer.media.opened import MediaRefused, OpenedMedia, open_media
 from indexer.media.sampling import sample_frames_selective
 from indexer.media.video import VideoError, probe, segment_times
 from indexer.store import ClipSpan, NewVideo, Store, StoreError
@@ -44,6 +45,8 @@ class IngestLimits:
 class IngestItem:
     path: Path
     title: str | None = None
+    # the file must be opened inside one of these (checked on the opened descriptor); None: anywhere
+    roots: tuple[Path, ...] | None = None
 
 
 @dataclass
@@ -195,9 +198,26 @@ def prepare_video(
     decoding.
     """
     t0 = time.perf_counter()
+    try:
+        # open once: probe, hash and decode read this descriptor, never the name again (a swap
+        # after the job was queued cannot escape the roots or block the worker)
+        opened = open_media(item.path, item.roots)
+    except MediaRefused as e:
+        return IngestResult(str(item.path), "failed", reason=e.reason)
+    with opened:
+        return _prepare_opened(item, opened, plan, check_duplicate, t0)
+
+
+def _prepare_opened(
+    item: IngestItem,
+    opened: OpenedMedia,
+    plan: ClipPlan,
+    check_duplicate: Callable[[Path, str], IngestResult | None],
+    t0: float,
+) -> Prepared | IngestResult:
     path = item.path
     try:
-        info = probe(path)
+        info = probe(opened.name, fds=opened.fds)
     except VideoError as e:
         return IngestResult(str(path), "failed", reason=e.reason)
     except (OSError, ValueError) as e:
@@ -216,8 +236,7 @@ def prepare_video(
             "failed",
             reason=f"absurd duration {info.duration:.0f}s (limit {lim.max_duration:.0f}s)",
         )
-    stat = path.stat()
-    digest = content_hash(path)
+    digest = opened.sha256()
     dup = check_duplicate(path, digest)
     if dup is not None:
         return dup
@@ -234,7 +253,7 @@ def prepare_video(
             f"(limit {lim.max_frame_bytes >> 20} MiB); split the video or use a longer stride",
         )
     try:
-        sampled = sample_frames_selective(path, uniq.tolist(), plan.pre, info.fps)
+        sampled = sample_frames_selective(opened.name, uniq.tolist(), plan.pre, info.fps, fds=opened.fds)
     except VideoError as e:
         return IngestResult(str(path), "failed", reason=e.reason)
     last_pts = max(sampled.pts)
@@ -245,7 +264,7 @@ def prepare_video(
             reason=f"truncated or corrupt: frames end at {last_pts:.1f}s of {info.duration:.1f}s",
         )
     video = NewVideo(
-        path=str(path.resolve()),
+        path=str(opened.real_path),
         title=item.title or path.stem,
         content_hash=digest,
         duration=info.duration,
@@ -253,8 +272,8 @@ def prepare_video(
         width=info.width,
         height=info.height,
         codec=info.codec,
-        size_bytes=info.size_bytes,
-        mtime=stat.st_mtime,
+        size_bytes=opened.size,
+        mtime=opened.st.st_mtime,
     )
     gather = inverse.reshape(len(spans), plan.frames_per_clip)  # (C, T)
     return Prepared(item, video, spans, sampled.frames, gather, t0, [None] * len(spans), len(spans))

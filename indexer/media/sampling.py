@@ -52,13 +52,18 @@ def select_expression(times: Sequence[float], guard: float) -> str:
 
 
 def sample_frames_selective(
-    path: str | Path, times: Sequence[float], pre: PreprocessCfg, fps: float, timeout: float = 600.0
+    path: str | Path,
+    times: Sequence[float],
+    pre: PreprocessCfg,
+    fps: float,
+    timeout: float = 600.0,
+    fds: Sequence[int] = (),
 ) -> SampledFrames:
     """The same result as `indexer.media.video.sample_frames(path, times, pre)`, faster when fps is known."""
     if not times:
         raise ValueError("no sample times")
     if fps <= 0:
-        return sample_frames(path, times, pre, timeout)
+        return sample_frames(path, times, pre, timeout, fds)
     guard = 1.5 / fps  # one frame interval plus timestamp jitter
     s = pre.size
     frame_bytes = s * s * 3
@@ -74,7 +79,9 @@ def sample_frames_selective(
         ]  # fmt: skip
         with open(err_path, "wb") as err:
             try:
-                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout)
+                proc = subprocess.run(
+                    cmd, stdout=subprocess.PIPE, stderr=err, timeout=timeout, pass_fds=tuple(fds)
+                )
             except subprocess.TimeoutExpired as e:
                 raise UnreadableVideoError(path, f"decoding took longer than {timeout:.0f}s") from e
         log = err_path.read_text(errors="replace")
@@ -90,7 +97,7 @@ def sample_frames_selective(
     idx = np.searchsorted(kept, req, side="right") - 1
     exact = (idx < 0) | (req - kept[np.maximum(idx, 0)] <= guard)
     if not exact.all() or not np.all(np.diff(kept) >= 0):
-        return sample_frames(path, times, pre, timeout)  # long gaps or reordered stamps: the full pass
+        return sample_frames(path, times, pre, timeout, fds)  # long gaps or reordered stamps: the full pass
     idx = np.maximum(idx, 0)
     out = np.ascontiguousarray(frames[idx])  # (len(times), S, S, 3)
     return SampledFrames(out, list(times), kept[idx].tolist())

@@ -7,6 +7,7 @@ assumed and there is no ffprobe, so probing parses `ffmpeg -i`. Frame timestamps
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
@@ -48,11 +49,32 @@ class EmptyVideoError(VideoError):
     pass
 
 
-@lru_cache(maxsize=1)
+class FfmpegMissingError(VideoError):
+    """The ffmpeg binary cannot be run: every video would fail the same way."""
+
+
+_FFMPEG_HELP = (
+    "reinstall imageio-ffmpeg (`pip install imageio-ffmpeg`) or point IMAGEIO_FFMPEG_EXE at an ffmpeg binary"
+)
+
+
 def ffmpeg_exe() -> str:
+    """The ffmpeg binary; FfmpegMissingError (naming ffmpeg and the fix) when it cannot be run,
+    rather than a bare `[Errno 2] No such file or directory` from the first subprocess."""
+    exe = _ffmpeg_path()
+    if not os.access(exe, os.X_OK):
+        raise FfmpegMissingError(exe, f"the ffmpeg binary is missing or not executable: {_FFMPEG_HELP}")
+    return exe
+
+
+@lru_cache(maxsize=1)
+def _ffmpeg_path() -> str:
     import imageio_ffmpeg
 
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
+    try:
+        return str(imageio_ffmpeg.get_ffmpeg_exe())
+    except RuntimeError as e:  # no bundled binary for this platform and none on the PATH
+        raise FfmpegMissingError("ffmpeg", f"no ffmpeg binary found ({e}): {_FFMPEG_HELP}") from None
 
 
 @dataclass(frozen=True)
@@ -72,8 +94,10 @@ _DIMS = re.compile(r"[ ,](\d{1,6})x(\d{1,6})[ ,\[]")
 _FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Container and first video stream facts. Raises a VideoError subclass."""
+def probe(path: str | Path, fds: Sequence[int] = ()) -> VideoInfo:
+    """Container and first video stream facts. Raises a VideoError subclass.
+
+    fds: descriptors ffmpeg inherits (`path` may be an `OpenedMedia.name`)."""
     p = Path(path)
     if not p.exists():
         raise VideoNotFoundError(p, "file not found")
@@ -88,6 +112,7 @@ def probe(path: str | Path) -> VideoInfo:
         text=True,
         errors="replace",
         timeout=60,
+        pass_fds=tuple(fds),
     )
     err = proc.stderr
     if (
@@ -149,7 +174,11 @@ class SampledFrames:
 
 
 def sample_frames(
-    path: str | Path, times: Sequence[float], pre: PreprocessCfg, timeout: float = 600.0
+    path: str | Path,
+    times: Sequence[float],
+    pre: PreprocessCfg,
+    timeout: float = 600.0,
+    fds: Sequence[int] = (),
 ) -> SampledFrames:
     """The frames shown at `times` (seconds), decoded in ONE pass, resized/cropped to pre.size.
 
@@ -176,7 +205,7 @@ def sample_frames(
         .global_args("-hide_banner", "-nostdin", "-loglevel", "info")
         .compile(cmd=ffmpeg_exe())
     )
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=tuple(fds))
     pts_list: list[float] = []
     err_tail: list[str] = []
     got_pts = threading.Condition()

@@ -147,7 +147,8 @@ class Metadata:
                 yield cur
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite already rolled back after e.g. SQLITE_FULL
+                    cur.execute("ROLLBACK")
                 raise
 
     # ------------------------------------------------------------ what the in-memory view follows

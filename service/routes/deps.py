@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from ..security import check_api_key
+from ..security import check_api_key, check_same_origin
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -17,7 +17,9 @@ def engine(request: Request) -> Engine:
 
 
 def require_write_key(request: Request) -> None:
-    check_api_key(request, request.app.state.settings.api_keys)
+    settings = request.app.state.settings
+    check_same_origin(request, settings.cors_origins)  # before the key: a page never holds one
+    check_api_key(request, settings.api_keys)
 
 
 def require_read_key(request: Request) -> None:

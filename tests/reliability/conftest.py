@@ -95,15 +95,18 @@ class Zygote:
     def cli(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
         return self.spawn({"kind": "cli", "argv": argv, "env": env or {}, "log": str(log)})
 
-    def serve(self, port: int, env: dict[str, str], log: Path) -> int:
-        return self.spawn({"kind": "serve", "port": port, "env": env, "log": str(log)})
+    def serve(self, port: int, env: dict[str, str], log: Path, **faults: Any) -> int:
+        return self.spawn({"kind": "serve", "port": port, "env": env, "log": str(log), **faults})
 
-    def start_server(self, settings: dict[str, Any], log: Path, port: int | None = None) -> tuple[str, int]:
+    def start_server(
+        self, settings: dict[str, Any], log: Path, port: int | None = None, **faults: Any
+    ) -> tuple[str, int]:
         """Fork a server with `settings` on `port` (a free one by default) and wait for /readyz:
-        (url, pid). A server that never gets ready is killed before the error propagates."""
+        (url, pid). A server that never gets ready is killed before the error propagates.
+        `faults`: the zygote's fault injections (see zygote.py)."""
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
-        pid = self.serve(port, settings_env(settings), log)
+        pid = self.serve(port, settings_env(settings), log, **faults)
         try:
             wait_ready(url, lambda: pid_alive(pid), log)
         except BaseException:

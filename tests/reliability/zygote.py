@@ -4,7 +4,8 @@ trial costs a fork instead of a fresh interpreter importing torch (~15 s on a lo
 Protocol (one JSON object per line on stdin, one reply line on stdout):
     {"kind": "cli", "argv": [...], "env": {...}, "log": "file"}    -> {"pid": N}
     {"kind": "serve", "port": P, "env": {...}, "log": "file"}      -> {"pid": N}
-    optional "enospc_fsync": true makes every os.fsync in the child fail with ENOSPC.
+    optional "enospc_fsync": true makes every os.fsync in the child fail with ENOSPC;
+    optional "faiss_write_fault": PATH makes faiss.write_index fail (a full disk) while PATH exists.
 The children run exactly the code a user runs (`service.cli.main`, uvicorn with
 `service.app:create_app`); this process only imports and never runs torch ops (fork-safe).
 Children are reaped automatically (SIGCHLD ignored), so a killed pid simply disappears.
@@ -28,6 +29,8 @@ def _child(req: dict[str, Any]) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     if req.get("enospc_fsync"):
         _inject_enospc()
+    if req.get("faiss_write_fault"):
+        _inject_faiss_write_fault(req["faiss_write_fault"])
     code = 0
     try:
         if req["kind"] == "cli":
@@ -65,6 +68,23 @@ def _inject_enospc() -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     os.fsync = fsync
+
+
+def _inject_faiss_write_fault(flag: str) -> None:
+    """Fault injection: writing a FAISS file fails as on a full disk (after writing part of it)
+    while the file `flag` exists."""
+    import faiss
+
+    real = faiss.write_index
+
+    def write_index(index: object, path: str) -> None:
+        if os.path.exists(flag):
+            with open(path, "wb") as f:
+                f.write(b"\0" * 4096)
+            raise RuntimeError("Error in faiss::write_index: fwrite failed: No space left on device")
+        real(index, path)
+
+    faiss.write_index = write_index
 
 
 def main() -> None:
