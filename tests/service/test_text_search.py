@@ -1,5 +1,5 @@
 """Searching what is said and written, against a live server: videos with a subtitle track, a sidecar
-file and on-screen text are ingested through POST /v1/ingest, and a phrase from each finds its video
+file, on-screen text and speech are ingested through POST /v1/ingest, and a phrase from each finds its video
 at the time of the words; `sources` picks the rankings; a deleted video's words are not found."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from indexer.corpora.lavfi import render_colour_box
-from indexer.text.synth import ocr_video, subtitle_video
+from indexer.text.synth import ocr_video, speech_video, subtitle_video
 from tests.support import Server, server_settings, wait_job
 
-pytestmark = pytest.mark.slow  # a server, four ingestions with OCR: about a minute on 2 busy cores
+pytestmark = pytest.mark.slow  # a server, five ingestions with OCR and speech: a minute or two
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             sidecar=".en.srt",
         ),
         "screen": ocr_video(root / "screen.mp4", [(4.0, 7.0, "GRAND OPENING")], 8),
+        "spoken": speech_video(root / "spoken.mp4", [(3.0, "good morning everybody")], 7),
         "plain": render_colour_box(root / "plain.mp4", "red", seconds=3.0),
     }
 
@@ -39,7 +40,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, library: dict[str, Path]) -> Iterator[httpx.Client]:
     work = tmp_path_factory.mktemp("text-api")
-    settings = server_settings(work, library["plain"].parent, text={"ocr": True})
+    settings = server_settings(work, library["plain"].parent, text={"ocr": True, "speech": True})
     srv = Server(work, settings).start()
     with srv.client() as c:
         r = c.post("/v1/ingest", json={"paths": [str(p) for p in library.values()]})
@@ -79,6 +80,10 @@ def test_a_phrase_finds_its_video_at_the_time_of_the_words(client: httpx.Client)
     screen = search(client, '"grand opening"')[0]
     assert screen["video_id"] == vid["screen"] and screen["matches"][0]["source"] == "ocr"
     assert abs(screen["start"] - 4.0) <= 1.0  # OCR reads one frame a second
+    # PocketSphinx hears espeak-ng's "good morning everybody" as "oh morning everybody"
+    spoken = search(client, "morning everybody")[0]
+    assert spoken["video_id"] == vid["spoken"] and spoken["matches"][0]["source"] == "speech"
+    assert abs(spoken["start"] - 3.0) <= 0.5
 
 
 def test_sources_choose_the_rankings(client: httpx.Client) -> None:

@@ -13,7 +13,7 @@ from indexer.store import ClipSpan, NewVideo, Store
 from indexer.store.texttracks import match_expression
 from indexer.text import TextLine, TextSettings, TrackReport, VideoText, extract_text
 from indexer.text.subtitles import parse_cues, sidecars
-from indexer.text.synth import subtitle_video
+from indexer.text.synth import speech_video, subtitle_video
 
 IDENTITY = {"dim": 8, "vectors_per_clip": 3, "name": "text-test", "config": {"tau": 100.0}}
 
@@ -60,6 +60,16 @@ def test_embedded_track_and_sidecar_are_read_once_each(tmp_path: Path) -> None:
     assert reports["subtitles"].status == "found" and "mov_text" in reports["subtitles"].reason
     assert "v.en.vtt: 2 cues" in reports["subtitles"].reason
     assert reports["ocr"].status == "skipped" and "T2V_TEXT__OCR" in reports["ocr"].reason
+
+
+def test_whisper_without_weights_is_a_clear_skip_never_a_download(tmp_path: Path) -> None:
+    video = speech_video(tmp_path / "s.mp4", [(0.2, "hello")], seconds=1.5)
+    settings = TextSettings(speech=True, asr_engine="whisper", asr_model=tmp_path / "no-model")
+    report = {r.source: r for r in extract_text(video, settings).reports}["speech"]
+    assert (
+        report.status == "skipped" and f"no faster-whisper model at {tmp_path / 'no-model'}" in report.reason
+    )
+    assert not (tmp_path / "no-model").exists()
 
 
 def _unit(n: int) -> np.ndarray:
