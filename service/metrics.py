@@ -41,6 +41,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.torch_threads = Gauge(
+            "t2v_torch_threads",
+            "intra-op torch threads of a worker pool (search, ingest)",
+            ["pool"],
+            registry=r,
+        )
         self.worker_degraded = Gauge(
             "t2v_ingest_worker_degraded", "1 while the ingestion worker reports a problem", registry=r
         )

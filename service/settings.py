@@ -39,6 +39,12 @@ class ServiceSettings(IndexerSettings):
         description="intra-op torch threads per worker (0 = torch default); 1 keeps query latency low "
         "on shared CPUs, where multi-threaded kernels stall on busy cores",
     )
+    ingest_threads: int = Field(
+        0,
+        ge=0,
+        description="intra-op torch threads of the ingestion worker (0 = all cores, as `t2v index add`); "
+        "searches keep torch_threads",
+    )
     thumbnail_width: int = Field(320, ge=16, le=1920, description="thumbnail width in pixels")
 
     @model_validator(mode="after")

@@ -45,6 +45,7 @@ def server(
         limits__max_page_size=50,
         limits__max_active_jobs=1,
         cors_origins=["http://allowed.example"],
+        ingest_threads=2,  # the ingestion worker's own budget; searches keep torch_threads (1)
     )
     srv = Server(work, settings).start()
     yield srv
@@ -304,3 +305,23 @@ def test_stage_timings_measure_the_work(client: httpx.Client, colour_videos: dic
     count = metric('t2v_search_stage_seconds_count{stage="encode"}')
     assert count >= searches
     assert metric('t2v_search_stage_seconds_sum{stage="encode"}') / count > 50e-6
+
+
+def test_ingestion_runs_on_its_own_thread_budget(
+    client: httpx.Client, colour_videos: dict[str, Path]
+) -> None:
+    # an ingestion (new or duplicate) runs in the ingest worker; searches in the query pool
+    wait_job(client, ingest_paths(client, [colour_videos["red"]])["id"])
+    assert client.post("/v1/search", json={"query": "red"}).status_code == 200
+    text = client.get("/metrics").text
+    threads = {
+        pool: float(
+            next(
+                line.split()[1]
+                for line in text.splitlines()
+                if line.startswith(f't2v_torch_threads{{pool="{pool}"}}')
+            )
+        )
+        for pool in ("search", "ingest")
+    }
+    assert threads == {"search": 1.0, "ingest": 2.0}
