@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from indexer.text.settings import TextSettings
@@ -20,7 +20,8 @@ class ModelSettings(BaseModel):
     config: str = Field("t2v-tiny", description="model config name (model/configs) or JSON path")
     checkpoint: Path | None = Field(
         None,
-        description="T2VParser checkpoint (overrides config weights); service default: the demo model",
+        description="T2VParser checkpoint (overrides config weights); default: the demo model "
+        "(demo/t2v-demo.pt) while the config is t2v-tiny",
     )
     device: str = Field("auto", description="'auto' (cuda when present), 'cpu' or 'cuda[:N]'")
     cache_dir: str | None = Field(None, description="open_clip / Hugging Face weights cache directory")
@@ -76,6 +77,14 @@ class IndexerSettings(BaseSettings):
         default_factory=lambda: TextSettings(), description="text tracks read at ingestion (T2V_TEXT__*)"
     )
     vectors: VectorSettings = Field(default_factory=lambda: VectorSettings())
+
+    @model_validator(mode="after")
+    def _demo_checkpoint_default(self) -> IndexerSettings:
+        # one default model for every command and the service: the project's demo checkpoint,
+        # unless the user configured a config or a checkpoint of their own
+        if self.model.checkpoint is None and self.model.config == "t2v-tiny" and DEMO_CHECKPOINT.exists():
+            self.model.checkpoint = DEMO_CHECKPOINT
+        return self
 
 
 def resolve_device(device: str) -> str:

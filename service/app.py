@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,7 +24,11 @@ from .settings import ServiceSettings
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(
+    settings: ServiceSettings | None = None, on_started: Callable[[Engine], None] | None = None
+) -> FastAPI:
+    """The app; `on_started(engine)` is called once loading ends (`engine.load_error` says how), so
+    `t2v serve` can print that it is ready, or stop with one line instead of serving only 503s."""
     settings = settings if settings is not None else ServiceSettings()
     metrics = Metrics()
 
@@ -34,6 +38,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.engine = engine
         # load in the background: /healthz answers at once, /readyz says 503 until loaded
         loading = asyncio.create_task(engine.start(), name="t2v-engine-start")
+        if on_started is not None:
+            loading.add_done_callback(lambda task: None if task.cancelled() else on_started(engine))
         try:
             yield
         finally:

@@ -123,6 +123,11 @@ class Engine:
         return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
 
     @property
+    def load_error(self) -> str | None:
+        """Why the model or store could not be loaded (None while loading or once loaded)."""
+        return self._load_error
+
+    @property
     def lib(self) -> Library:
         if self._lib is None:
             raise NotReady(self._load_error or "the model and store are still loading")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("t2v.service")
@@ -74,12 +76,31 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def validation_message(errors: Sequence[Mapping[str, object]]) -> str:
+    """Pydantic/FastAPI error details as one line that names each field: `paths: List should have
+    at least 1 item ...`; a body that is not JSON says so, with the parser's reason and position."""
     parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid")))
-    return "; ".join(parts) or "invalid request"
+    for err in errors[:5]:
+        raw_loc = err.get("loc")
+        loc = [x for x in raw_loc if x not in ("body", "query", "path")] if isinstance(raw_loc, tuple) else []
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx")
+            reason = ctx.get("error", msg) if isinstance(ctx, dict) else msg
+            at = f" at character {loc[0]}" if loc and isinstance(loc[0], int) else ""
+            parts.append(f"the request body is not valid JSON ({reason}{at})")
+            continue
+        field = ".".join(str(x) for x in loc)
+        parts.append(f"{field}: {msg}" if field else msg)
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return ("; ".join(parts) or "invalid request") + more
+
+
+def invalid_body(e: ValueError, what: str = "request body") -> InvalidInput:
+    """A body a route parsed itself (`Model.model_validate_json`) that did not validate."""
+    if isinstance(e, ValidationError):
+        return InvalidInput(f"invalid {what}: {validation_message(e.errors())}")
+    return InvalidInput(f"invalid {what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
 _HTTP_CODES = {
@@ -97,7 +118,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return JSONResponse(error_body("invalid_input", _validation_message(exc)), 422)
+        return JSONResponse(error_body("invalid_input", validation_message(exc.errors())), 422)
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -271,8 +271,9 @@ def _build_model(settings: ServiceSettings, text_only: bool) -> T2VParser:
 def open_library(settings: ServiceSettings) -> Library:
     """Load the query-side model and open (or create) the store it must match."""
     model = _build_model(settings, text_only=True)
-    store = Store.open(
-        settings.index_dir, store_identity(model), create=True, backend=settings.vectors.config()
-    )
+    ident = store_identity(model)
+    if settings.model.checkpoint is not None:  # a new store records it: any command can reopen it
+        ident["checkpoint_path"] = str(Path(settings.model.checkpoint).resolve())
+    store = Store.open(settings.index_dir, ident, create=True, backend=settings.vectors.config())
     log.info("store %s opened", settings.index_dir)
     return Library(settings, model, store)

@@ -1,12 +1,24 @@
-"""Service settings: the indexer's settings plus network, security and limit knobs (prefix T2V_)."""
+"""Service settings: the indexer's settings plus network, security and limit knobs (prefix T2V_).
+
+`load_settings()` is how commands read them: a bad value becomes one `SettingsInvalid` line that
+names the environment variable (the CLI prints it as `error: ...`), not a pydantic report.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import SettingsError
 
-from indexer.settings import DEMO_CHECKPOINT, IndexerSettings
+from indexer.settings import IndexerSettings
+
+PREFIX = "T2V_"
+S = TypeVar("S", bound=IndexerSettings)
 
 
 class LimitSettings(BaseModel):
@@ -46,13 +58,9 @@ class ServiceSettings(IndexerSettings):
         "searches keep torch_threads",
     )
     thumbnail_width: int = Field(320, ge=16, le=1920, description="thumbnail width in pixels")
-
-    @model_validator(mode="after")
-    def _demo_checkpoint_default(self) -> ServiceSettings:
-        # a fresh checkout serves the project's own demo model when it has been trained
-        if self.model.checkpoint is None and self.model.config == "t2v-tiny" and DEMO_CHECKPOINT.exists():
-            self.model.checkpoint = DEMO_CHECKPOINT
-        return self
+    header_timeout: float = Field(
+        10.0, gt=0, le=3600, description="seconds a client may take to send a request's headers (then closed)"
+    )
 
     @property
     def uploads(self) -> Path:
@@ -61,3 +69,45 @@ class ServiceSettings(IndexerSettings):
     @property
     def jobs_db(self) -> Path:
         return self.var_dir / "jobs.sqlite"
+
+
+class SettingsInvalid(Exception):
+    """A setting has a value that cannot be used; the message names its environment variable."""
+
+
+def env_name(loc: Sequence[str | int]) -> str:
+    """('limits', 'max_top_k') -> T2V_LIMITS__MAX_TOP_K."""
+    return PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def describe_error(e: ValidationError | SettingsError) -> str:
+    """One line naming the setting (its environment variable) and what is wrong with its value."""
+    if isinstance(e, SettingsError):  # a list or group that is not JSON
+        m = re.search(r'field "([^"]+)"', str(e))
+        name = env_name([m.group(1)]) if m else "a T2V_* variable"
+        given = os.environ.get(name, "")
+        return (
+            f"setting {name}={given!r} is not valid JSON (lists are JSON in the environment, "
+            f"e.g. {name}='[\"/media\"]')"
+        )
+    err = e.errors()[0]
+    name = env_name([p for p in err["loc"] if isinstance(p, (str, int))])
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"setting {name}={err.get('input')!r} is invalid: {err['msg']}{more}"
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Settings from the environment with `overrides` (CLI flags) on top; SettingsInvalid when a
+    value is unusable."""
+    try:
+        if not overrides:
+            return cls()
+        data = cls().model_dump()
+        for key, value in overrides.items():
+            if isinstance(value, dict):
+                data[key] = {**data.get(key, {}), **value}
+            else:
+                data[key] = value
+        return cls.model_validate(data)
+    except (ValidationError, SettingsError) as e:
+        raise SettingsInvalid(describe_error(e)) from None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import BaseModel
 
-from .settings import ServiceSettings
+if TYPE_CHECKING:  # pydantic-settings is imported when a table is printed, not by `t2v --help`
+    from pydantic import BaseModel
 
 PREFIX = "T2V_"
 
@@ -20,8 +21,13 @@ class SettingDoc:
     description: str
 
 
-def iter_settings(cls: type[BaseModel] = ServiceSettings, prefix: str = PREFIX) -> Iterator[SettingDoc]:
-    for name, field in cls.model_fields.items():
+def iter_settings(cls: type[BaseModel] | None = None, prefix: str = PREFIX) -> Iterator[SettingDoc]:
+    """Every setting of `cls` (default: ServiceSettings), nested groups flattened with `__`."""
+    from pydantic import BaseModel
+
+    from .settings import ServiceSettings
+
+    for name, field in (cls or ServiceSettings).model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             yield from iter_settings(ann, f"{prefix}{name.upper()}__")

@@ -30,14 +30,28 @@ def root() -> None:
 
 @app.command("rank-demo")
 def rank_demo(
-    config: str = typer.Option("t2v-tiny", help="model config name or JSON path"),
-    checkpoint: Path | None = typer.Option(None, help="T2VParser checkpoint to load"),
+    config: str | None = typer.Option(None, help="model config name or JSON path (its own weights)"),
+    checkpoint: Path | None = typer.Option(
+        None, help="T2VParser checkpoint (default: T2V_MODEL__CHECKPOINT, else the demo model)"
+    ),
 ) -> None:
     """Build a model, render a few synthetic videos, and rank texts against them (no store)."""
     from indexer.search.rank_demo import run_rank_demo
+    from indexer.settings import IndexerSettings
+    from model import get_config
+    from service.settings import load_settings
 
+    if config is None and checkpoint is None:  # the one default model (the demo checkpoint)
+        model = load_settings(IndexerSettings).model
+        config, checkpoint = model.config, model.checkpoint
+    if checkpoint is None and not get_config(config or "").pretrained:
+        typer.echo(
+            f"warning: {config} has neither a checkpoint nor pretrained weights: its weights are "
+            "random, so the ranking below means nothing",
+            err=True,
+        )
     with tempfile.TemporaryDirectory() as tmp:
-        for line in run_rank_demo(config, checkpoint, Path(tmp)):
+        for line in run_rank_demo(config or "", checkpoint, Path(tmp)):
             typer.echo(line)
 
 

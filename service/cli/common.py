@@ -39,6 +39,7 @@ DOMAIN_ERRORS = {
     "indexer.ingest.distributed": ("DistributedError",),
     "indexer.report.figures": ("FigureError",),
     "service.cli.remote": ("RemoteError",),
+    "service.settings": ("SettingsInvalid",),
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

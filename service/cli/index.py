@@ -22,7 +22,7 @@ from service.cli.store_access import (
     INDEX_HELP,
     index_dir_of,
     indexer_settings,
-    load_model,
+    load_model_and_path,
     open_store,
     require_store,
 )
@@ -166,11 +166,10 @@ def add(
         if len(items) != 1:
             fail("--title needs exactly one video")
         items = [IngestItem(items[0].path, title)]
-    model = load_model(index_dir, config, checkpoint, device, settings)
-    store = open_store(index_dir, model, create=True, checkpoint=checkpoint or settings.model.checkpoint)
+    model, ckpt = load_model_and_path(index_dir, config, checkpoint, device, settings)
+    store = open_store(index_dir, model, create=True, checkpoint=ckpt)
     try:
         if ray or ray_address is not None:
-            ckpt = checkpoint or settings.model.checkpoint
             results, secs = _run_ray_ingest(store, model, items, settings, ray_address, ckpt, quiet)
         else:
             results, secs = _run_ingest(store, model, items, settings, quiet)
@@ -322,7 +321,7 @@ def reindex(
     if config is None and checkpoint is None:
         fail("reindex needs the new model: --config and/or --checkpoint")
     require_store(index_dir)
-    model = load_model(index_dir, config, checkpoint, device, settings)
+    model, ckpt = load_model_and_path(index_dir, config, checkpoint, device, settings)
     old = open_store(index_dir)
     try:
         items: list[IngestItem] = []
@@ -335,7 +334,7 @@ def reindex(
     tmp = index_dir.with_name(index_dir.name + ".reindex-new")
     if tmp.exists():
         shutil.rmtree(tmp)  # an earlier interrupted reindex
-    new = open_store(tmp, model, create=True, checkpoint=checkpoint)
+    new = open_store(tmp, model, create=True, checkpoint=ckpt)
     try:
         results, secs = _run_ingest(new, model, items, settings, quiet)
     finally:

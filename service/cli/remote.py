@@ -13,7 +13,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
 
 from service.cli.common import EXIT_SOME_FAILED, fail, format_time
@@ -29,6 +28,8 @@ class RemoteClient:
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 120.0) -> None:
         if not url.startswith(("http://", "https://")):
             raise RemoteError(f"--server must be an http(s) URL, got {url!r}")
+        import httpx  # here, not at the top: `t2v --help` does not pay for it
+
         headers = {"X-API-Key": api_key} if api_key else {}
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
@@ -43,6 +44,8 @@ class RemoteClient:
         self.close()
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        import httpx
+
         try:
             r = self._http.request(method, path, **kw)
         except httpx.HTTPError as e:
@@ -120,7 +123,7 @@ def remote_search(
 
 def ingest(
     paths: list[str] = typer.Argument(
-        ..., help="video files (uploaded) or, with --server-paths, server paths"
+        ..., help="video files or folders (uploaded) or, with --server-paths, server files or folders"
     ),
     server: str = typer.Option(..., "--server", help="URL of a running t2v service"),
     api_key: str | None = typer.Option(None, "--api-key", help="sent as X-API-Key"),
@@ -135,10 +138,9 @@ def ingest(
         if server_paths:
             job = client.ingest_paths(paths)
         else:
-            files = [Path(p) for p in paths]
-            missing = [str(f) for f in files if not f.is_file()]
-            if missing:
-                fail(f"no such file: {', '.join(missing)} (use --server-paths for server files)")
+            files = local_files(paths)
+            if not files:
+                fail(f"no files to upload in {', '.join(paths)}")
             job = client.upload(files)
         typer.echo(f"job {job['id']}: {job['total']} item(s)", err=True)
         if not wait:
@@ -155,6 +157,24 @@ def ingest(
     typer.echo(f"job {job['id']} done: {counts}")
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def local_files(paths: Sequence[str]) -> list[Path]:
+    """Files as given, folders recursively (sorted, hidden files skipped), as `t2v index add`
+    expands them; a missing path is one `error:` line."""
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        fail(f"no such file or folder: {', '.join(missing)} (use --server-paths for server files)")
+    files: list[Path] = []
+    for raw in map(Path, paths):
+        if raw.is_dir():
+            found = (f for f in sorted(raw.rglob("*")) if f.is_file())
+            files.extend(
+                f for f in found if not any(part.startswith(".") for part in f.relative_to(raw).parts)
+            )
+        else:
+            files.append(raw)
+    return files
 
 
 def _follow(client: RemoteClient, job: dict[str, Any], quiet: bool) -> dict[str, Any]:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import typer
 
-from service.settings import ServiceSettings
-
 
 def preload() -> None:
     """Fetch/verify the configured weights: a T2VParser checkpoint, or open_clip name + tag."""
     from model import get_config, read_checkpoint, resolve_pretrained
+    from service.settings import ServiceSettings, load_settings
 
-    settings = ServiceSettings()  # CheckpointError, ConfigError, WeightsNotFoundError: cli_errors
+    # SettingsInvalid, CheckpointError, ConfigError, WeightsNotFoundError: one line (cli_errors)
+    settings = load_settings(ServiceSettings)
     if settings.model.checkpoint is not None:
         cfg, _, digest = read_checkpoint(settings.model.checkpoint)
         typer.echo(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..engine import Engine
-from ..errors import BadRequest
+from ..errors import BadRequest, invalid_body
 from ..schemas import IngestRequest, Job, JobPage
 from .deps import engine, require_read_key, require_write_key
 
@@ -47,10 +47,8 @@ async def ingest(request: Request, eng: Engine = Depends(engine)) -> Job:
     if ctype == "application/json":
         try:
             body = IngestRequest.model_validate_json(await request.body())
-        except ValueError as e:
-            from ..errors import InvalidInput
-
-            raise InvalidInput(f"invalid ingest body: {str(e).splitlines()[0]}") from e
+        except ValueError as e:  # names the field, or says the body is not JSON
+            raise invalid_body(e, "ingest body") from e
         return await eng.submit_paths(body)
     if ctype == "multipart/form-data":
         return await eng.submit_uploads(request)

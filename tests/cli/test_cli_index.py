@@ -137,7 +137,7 @@ def test_search_returns_exactly_scored_moments(
     proc = t2v("search", query, "--index", index, "--json", "--top-k", "5")  # model from the store
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    moments = out["moments"]
+    moments = out["results"]
     assert len(moments) == 5
     scores = [m["score"] for m in moments]
     assert scores == sorted(scores, reverse=True)
@@ -173,8 +173,8 @@ def test_rm_never_returns_the_video_again(
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert {g["video_id"] for g in out["groups"]} == {v.id for v in _videos(index).values()}
-    assert long_id not in {m["video_id"] for m in out["moments"]}
-    assert len(out["moments"]) == 3
+    assert long_id not in {m["video_id"] for m in out["results"]}
+    assert len(out["results"]) == 3
 
     proc = t2v("index", "compact", "--index", index)
     assert proc.returncode == 0 and "removed 6 clips" in proc.stdout, proc.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.cli.common import DOMAIN_ERRORS, domain_errors, format_time
-from tests.support import colour_video, free_port, t2v
+from tests.support import cli_env, colour_video, free_port, t2v
 
 
 def assert_cannot_run(proc: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -38,6 +38,7 @@ def test_search_of_a_server_that_is_not_there() -> None:
     assert_cannot_run(proc, "cannot reach")
 
 
+@pytest.mark.slow  # indexes a video with a model, then three more CLI runs
 def test_some_bad_files_exit_1_then_a_bad_index_type_exits_2(
     tmp_path: Path, checkpoints: tuple[Path, Path]
 ) -> None:
@@ -69,3 +70,13 @@ def test_format_time() -> None:
     assert format_time(5.5) == "0:05.50"
     assert format_time(125.0) == "2:05.00"
     assert format_time(3725.25) == "1:02:05.25"
+
+
+def test_a_missing_ffmpeg_is_named(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 64)
+    env = cli_env(IMAGEIO_FFMPEG_EXE=str(tmp_path / "gone" / "ffmpeg"))
+    proc = t2v(
+        "explain", "a red square", video, "--index", tmp_path / "store", "-o", tmp_path / "x.png", env=env
+    )
+    assert_cannot_run(proc, "ffmpeg", "IMAGEIO_FFMPEG_EXE")

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def t2v(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("t2v")
@@ -38,3 +40,14 @@ def test_rank_demo_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     proc = t2v("rank-demo", "--checkpoint", str(tmp_path / "none.pt"))
     assert proc.returncode == 2  # cannot run (service/cli/common.py)
     assert "not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow  # two model runs
+def test_rank_demo_uses_the_default_model_and_says_when_weights_are_random() -> None:
+    demo = Path(__file__).resolve().parents[2] / "demo" / "t2v-demo.pt"
+    proc = t2v("rank-demo")  # no flags: the one default model of every command, the demo checkpoint
+    assert proc.returncode == 0, proc.stderr
+    assert f"from checkpoint {demo}" in proc.stdout and "warning" not in proc.stderr
+    proc = t2v("rank-demo", "--config", "t2v-tiny")  # a config without weights: ranked, but flagged
+    assert proc.returncode == 0, proc.stderr
+    assert "weights are random, so the ranking below means nothing" in proc.stderr
