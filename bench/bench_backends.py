@@ -4,12 +4,19 @@ in-process through qdrant-edge-py) on one store.
     python bench/bench_backends.py [--clips 100000] [--queries 50] [--rows 8] [--out results.json]
 
 One store of clustered random clips in ViT-B/32's shapes (D=512, T+K=20 rows, float16; the
-generator of bench_search.py), searched end to end in-process (after encoding, one thread) first
-with the FAISS backend (the store's own choice by size), then exported to Qdrant (timed: upserts,
-then the flush that builds the HNSW graph) and searched again. Per backend: p50/p95, stage-1 and
-rerank p50, clips reranked, recall@10 against exhaustive partial-alignment scoring of every clip,
-and how many queries' top-10 equal FAISS's. Targets (issue 21): Qdrant recall@10 >= 0.99 and
-p50 within 3x of FAISS's, measured in the same run.
+generator of bench_search.py) with the FAISS index the store picks by size, exported to Qdrant
+(timed: the upserts, then the flush that builds the HNSW graph), then searched end to end
+in-process (after encoding, one thread) through both backends, query by query in alternation.
+Per backend: p50/p95, stage-1 and rerank p50, clips reranked, recall@10 against exhaustive
+partial-alignment scoring of every clip, and how many queries' top-10 equal FAISS's.
+`--keep DIR` keeps (or reuses) the store, its export and the exact reference. Targets (issue 21):
+Qdrant recall@10 >= 0.99 and p50 within 3x of FAISS's, measured in the same run.
+
+    python bench/bench_backends.py --demo var/demo      # after `t2v demo --no-serve --workdir var/demo`
+
+compares the two backends on the demo library with the demo model instead: every scene caption
+of the demo manifest as a query, top-10 moments (clip ids and scores) of each backend; goal: no
+difference.
 """
 
 from __future__ import annotations
@@ -36,30 +43,69 @@ from model import TextSets  # noqa: E402
 
 
 def measure(
-    store: Store, queries: list[TextSets], top: list[set[int]]
-) -> tuple[dict[str, float], list[list[int]]]:
-    """Every query timed (after one warm-up); the top-10 clip ids of each, best first."""
-    searcher = Searcher(store)
-    searcher.search(queries[0], top_k=10)
-    tot, cand, rr, n_c, found, tops = [], [], [], [], 0, []
-    for q, want in zip(queries, top, strict=True):
-        r = searcher.search(q, top_k=10)
-        tot.append(r.timings_ms["total"])
-        cand.append(r.timings_ms["candidates"])
-        rr.append(r.timings_ms["rerank"])
-        n_c.append(r.candidates)
-        got = [m.clip_id for m in r.moments]
-        found += len(want & set(got))
-        tops.append(got)
-    stats = {
-        "p50_ms": pct(tot, 50),
-        "p95_ms": pct(tot, 95),
-        "cand_ms": pct(cand, 50),
-        "rerank_ms": pct(rr, 50),
-        "candidates": float(np.mean(n_c)),
-        "recall10": found / (10 * len(queries)),
-    }
-    return stats, tops
+    stores: dict[str, Store], queries: list[TextSets], top: list[set[int]]
+) -> dict[str, dict[str, float]]:
+    """Every query on every backend, interleaved (the order alternating per query) so that the
+    load of a shared machine falls on both alike; one warm-up search each."""
+    searchers = {name: Searcher(store) for name, store in stores.items()}
+    for searcher in searchers.values():
+        searcher.search(queries[0], top_k=10)
+    runs: dict[str, dict[str, list[float]]] = {n: {"tot": [], "cand": [], "rr": [], "n": []} for n in stores}
+    found = dict.fromkeys(stores, 0)
+    tops: dict[str, list[list[int]]] = {n: [] for n in stores}
+    names = list(stores)
+    for i, (q, want) in enumerate(zip(queries, top, strict=True)):
+        for name in names if i % 2 == 0 else names[::-1]:
+            r = searchers[name].search(q, top_k=10)
+            run = runs[name]
+            run["tot"].append(r.timings_ms["total"])
+            run["cand"].append(r.timings_ms["candidates"])
+            run["rr"].append(r.timings_ms["rerank"])
+            run["n"].append(r.candidates)
+            got = [m.clip_id for m in r.moments]
+            found[name] += len(want & set(got))
+            tops[name].append(got)
+    out = {}
+    for name, run in runs.items():
+        out[name] = {
+            "p50_ms": pct(run["tot"], 50),
+            "p95_ms": pct(run["tot"], 95),
+            "cand_ms": pct(run["cand"], 50),
+            "rerank_ms": pct(run["rr"], 50),
+            "candidates": float(np.mean(run["n"])),
+            "recall10": found[name] / (10 * len(queries)),
+        }
+    first = tops[names[0]]
+    for name in names[1:]:
+        out[name]["same_top10_as_" + names[0]] = sum(a == b for a, b in zip(tops[name], first, strict=True))
+    return out
+
+
+def demo_differences(workdir: Path) -> dict[str, object]:
+    """Every demo scene caption searched through FAISS and through Qdrant (the demo model)."""
+    from indexer.settings import DEMO_CHECKPOINT
+    from model import create_model
+
+    captions = [
+        scene["caption"]
+        for line in (workdir / "videos" / "manifest.jsonl").read_text().splitlines()
+        for scene in json.loads(line)["scenes"]
+    ]
+    model = create_model(None, checkpoint=DEMO_CHECKPOINT, device="cpu", text_only=True)
+    root = workdir / "index"
+    with Store.open(root) as faiss_store, Store.open(root, backend=BackendConfig("qdrant")) as q_store:
+        differ = []
+        for caption in captions:
+            with torch.no_grad():
+                text = model.encode_texts([caption])
+            a, b = (
+                [(m.clip_id, round(m.score, 5)) for m in Searcher(s).search(text, top_k=10).moments]
+                for s in (faiss_store, q_store)
+            )
+            if a != b:
+                differ.append(caption)
+        clips = len(faiss_store.live_clip_ids())
+    return {"demo_clips": clips, "queries": len(captions), "differences": len(differ), "differ": differ}
 
 
 def main() -> None:
@@ -70,42 +116,51 @@ def main() -> None:
     ap.add_argument("--topics", type=int, default=256)
     ap.add_argument("--rescored", type=int, default=BackendConfig.rescored, help="clips kept after MaxSim")
     ap.add_argument("--prefetch", type=int, default=BackendConfig.prefetch, help="pooled-query prefetch")
+    ap.add_argument("--hnsw-ef", type=int, default=BackendConfig.hnsw_ef)
+    ap.add_argument("--keep", type=Path, help="keep (or reuse) the store, its export and the reference here")
+    ap.add_argument("--demo", type=Path, help="compare on the demo library built in this workdir instead")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.demo is not None:
+        print(json.dumps(demo_differences(args.demo), indent=2))
+        return
     corpus = Corpus("clustered", 512, 20, args.topics)
     result: dict[str, object] = {
-        "clips": args.clips,
-        "queries": args.queries,
-        "rows": args.rows,
-        "prefetch": args.prefetch,
-        "rescored": args.rescored,
+        k: getattr(args, k) for k in ("clips", "queries", "rows", "prefetch", "rescored")
     }
+    result["hnsw_ef"] = args.hnsw_ef
     with tempfile.TemporaryDirectory(dir=os.environ.get("T2V_BENCH_TMP")) as tmp:
-        root = Path(tmp) / "store"
-        store, build_s = build_store(root, corpus, args.clips, None)
+        work = args.keep or Path(tmp)
+        root = work / "store"
+        if (root / "manifest.json").is_file():
+            store = Store.open(root)
+            result["build_s"] = None
+        else:
+            store, result["build_s"] = build_store(root, corpus, args.clips, None)
+        result["clips"] = len(store.live_clip_ids())
+        result["faiss_index"] = store.index_spec.type
         queries = make_queries(store, corpus, args.queries, args.rows)
-        top = exact_top10(store, queries)
-        faiss_stats, faiss_tops = measure(store, queries, top)
-        faiss_stats["build_s"] = build_s
-        faiss_stats["index"] = store.index_spec.type  # type: ignore[assignment]
-        store.close()
+        ref = work / f"reference-{args.queries}x{args.rows}.json"
+        if ref.is_file():
+            top = [set(t) for t in json.loads(ref.read_text())]
+        else:
+            top = exact_top10(store, queries)
+            ref.write_text(json.dumps([sorted(t) for t in top]))
 
         t0 = time.perf_counter()
-        config = BackendConfig("qdrant", prefetch=args.prefetch, rescored=args.rescored)
-        qstore = Store.open(root, backend=config)  # opening exports every clip
+        config = BackendConfig("qdrant", prefetch=args.prefetch, rescored=args.rescored, hnsw_ef=args.hnsw_ef)
+        qstore = Store.open(root, backend=config)  # opening exports every clip the engine lacks
         t1 = time.perf_counter()
         qstore.flush()  # durable, and the pooled vectors' HNSW graph built
-        t2 = time.perf_counter()
-        q_stats, q_tops = measure(qstore, queries, top)
-        q_stats.update(export_s=t1 - t0, flush_s=t2 - t1)
-        q_stats["same_top10_as_faiss"] = sum(a == b for a, b in zip(q_tops, faiss_tops, strict=True))
+        result["export_s"], result["flush_s"] = t1 - t0, time.perf_counter() - t1
         disk = sum(p.stat().st_blocks * 512 for p in (root / "qdrant").rglob("*") if p.is_file())
-        q_stats["engine_disk_mb"] = disk / 1e6
+        result["engine_disk_mb"] = disk / 1e6
+        stats = measure({"faiss": store, "qdrant": qstore}, queries, top)
         qstore.close()
-    result["faiss"] = faiss_stats
-    result["qdrant"] = q_stats
-    result["p50_ratio"] = q_stats["p50_ms"] / faiss_stats["p50_ms"]
+        store.close()
+    result.update(stats)
+    result["p50_ratio"] = stats["qdrant"]["p50_ms"] / stats["faiss"]["p50_ms"]
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

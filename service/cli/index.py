@@ -315,6 +315,7 @@ def reindex(
     """Rebuild the store for a new model from the original video files (then swap it in)."""
     from indexer.ingest.pipeline import IngestItem
     from indexer.store import swap_in
+    from indexer.store.backends import BackendConfig
 
     settings = indexer_settings(window, stride, batch_size)
     index_dir = index_dir_of(index, settings)
@@ -334,7 +335,9 @@ def reindex(
     tmp = index_dir.with_name(index_dir.name + ".reindex-new")
     if tmp.exists():
         shutil.rmtree(tmp)  # an earlier interrupted reindex
-    new = open_store(tmp, model, create=True, checkpoint=ckpt)
+    # staged on FAISS: a shared Qdrant collection keeps serving the old store until the swap; the
+    # first open after it refills the collection (the new store has no sync record for it)
+    new = open_store(tmp, model, create=True, checkpoint=ckpt, backend=BackendConfig())
     try:
         results, secs = _run_ingest(new, model, items, settings, quiet)
     finally:
