@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,8 @@ from .conftest import Zygote, kill9, tiny_settings
 
 pytestmark = pytest.mark.slow  # a live server and ingestion jobs
 
+HEADER_TIMEOUT = 1.0  # seconds (default 10): the slow-loris trial stays short
+
 
 @pytest.fixture(scope="module")
 def server(
@@ -31,7 +34,7 @@ def server(
     outside = work / "outside"
     root.mkdir()
     outside.mkdir()
-    settings = tiny_settings(work, root, tiny_ckpt)
+    settings = tiny_settings(work, root, tiny_ckpt, header_timeout=HEADER_TIMEOUT)
     url, pid = zygote.start_server(settings, work / "server.log")
     try:
         yield {"url": url, "root": root, "outside": outside, "work": work, "corpus": corpus}
@@ -202,3 +205,48 @@ def test_a_folder_is_expanded_and_confined_per_file(server: dict[str, Any]) -> N
         empty = root / "empty"
         empty.mkdir()
         assert c.post("/v1/ingest", json={"paths": [str(empty)]}).status_code == 422
+
+
+def test_slow_headers_are_cut_off(server: dict[str, Any]) -> None:
+    """Issue 16 item 9: 200 slow-loris connections (headers sent a byte at a time) stayed open
+    for good. Now each is closed once its headers take longer than `header_timeout`, including a
+    second request on a kept-alive connection; normal clients are served meanwhile."""
+    host, port = server["url"].removeprefix("http://").split(":")
+    conns = []
+    for _ in range(100):
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        conns.append(s)
+    kept = socket.create_connection((host, int(port)), timeout=5)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"200 OK" in kept.recv(4096)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\n")  # the next request's headers never finish
+    conns.append(kept)
+    t0 = time.monotonic()
+    open_ = list(conns)
+    with httpx.Client(base_url=server["url"], timeout=10) as c:
+        while open_ and time.monotonic() - t0 < HEADER_TIMEOUT + 20:
+            assert c.get("/healthz").status_code == 200  # served while the attack goes on
+            still = []
+            for s in open_:
+                try:
+                    s.sendall(b"X")  # one more byte of a header line
+                    s.setblocking(False)
+                    try:
+                        data = s.recv(1)
+                    except BlockingIOError:
+                        still.append(s)
+                        continue
+                    finally:
+                        s.setblocking(True)
+                    if data:
+                        still.append(s)
+                except OSError:
+                    pass  # reset: closed by the server
+            open_ = still
+            time.sleep(0.2)
+    took = time.monotonic() - t0
+    for s in conns:
+        s.close()
+    print(f"\n{len(conns)} slow-header connections closed in {took:.1f}s (header_timeout {HEADER_TIMEOUT}s)")
+    assert not open_, f"{len(open_)} slow connections still open after {took:.0f}s"

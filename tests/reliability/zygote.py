@@ -41,12 +41,16 @@ def _child(req: dict[str, Any]) -> None:
         else:
             import uvicorn
 
+            from service.header_limit import header_timeout_protocol
+            from service.settings import ServiceSettings
+
             uvicorn.run(
                 "service.app:create_app",
                 factory=True,
                 host="127.0.0.1",
                 port=int(req["port"]),
                 log_level="warning",
+                http=header_timeout_protocol(ServiceSettings().header_timeout),  # as `t2v serve`
             )
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
