@@ -43,7 +43,7 @@ from .schemas import (
 )
 from .security import expand_confined
 from .settings import ServiceSettings
-from .text_results import text_fields
+from .text_results import is_weak, text_fields
 from .uploads import clean_uploads, receive_uploads
 
 log = logging.getLogger("t2v.service")
@@ -524,7 +524,7 @@ def _moment(h: Hit, weak_below: float | None) -> Moment:
         start=round(m.start, 3),
         end=round(m.end, 3),
         score=m.score,
-        weak=weak_below is not None and m.score < weak_below,
+        weak=is_weak(m, weak_below),
         best_frame_s=h.best_frame_s,
         thumbnail_url=_thumb_url(m.video_id, h.best_frame_s),
         stream_url=f"/v1/videos/{m.video_id}/stream#t={m.start:.2f}",

@@ -23,3 +23,13 @@ def text_fields(m: ScoredMoment) -> dict[str, Any]:
             for t in m.matches
         ],
     }
+
+
+def is_weak(m: ScoredMoment, weak_below: float | None) -> bool:
+    """Below the library's weak-match line: a moment placed by matching words never is; a fused
+    moment without words is judged by its visual score (its fused score is on another scale)."""
+    if weak_below is None:
+        return False
+    if isinstance(m, FusedMoment):
+        return not m.matches and (m.visual_score is None or m.visual_score < weak_below)
+    return m.score < weak_below
