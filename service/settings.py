@@ -109,5 +109,15 @@ def load_settings(cls: type[S], **overrides: object) -> S:
             else:
                 data[key] = value
         return cls.model_validate(data)
-    except (ValidationError, SettingsError) as e:
+    except ValidationError as e:
+        loc = e.errors()[0]["loc"]
+        if loc and loc[0] in overrides:  # the value came from a command-line flag: name the flag
+            name = str(loc[-1] if loc[0] == "model" else loc[0])
+            flag = {"allowed_roots": "--allowed-root", "api_keys": "--api-key"}.get(
+                name, "--" + name.replace("_", "-")
+            )
+            err = e.errors()[0]
+            raise SettingsInvalid(f"{flag} {err.get('input')!r} is invalid: {err['msg']}") from None
+        raise SettingsInvalid(describe_error(e)) from None
+    except SettingsError as e:
         raise SettingsInvalid(describe_error(e)) from None

@@ -10,8 +10,23 @@ faster-whisper model for speech. A missing engine skips its source with a reason
 the ingestion of the video. The store keeps the lines (indexer/store/texttracks.py).
 """
 
-from indexer.text.extract import extract_text
+from typing import TYPE_CHECKING
+
 from indexer.text.lines import SOURCES, TEXT_SOURCES, TextLine, TrackReport, VideoText
 from indexer.text.settings import TextSettings
+
+if TYPE_CHECKING:
+    from indexer.text.extract import extract_text
+
+
+def __getattr__(name: str) -> object:
+    # the engines (ffmpeg, torch via the media code) load on first use: `indexer.settings` imports
+    # TextSettings from here, and `t2v settings` / `t2v --help` must not pay for them (issue 18)
+    if name == "extract_text":
+        from indexer.text.extract import extract_text
+
+        return extract_text
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SOURCES", "TEXT_SOURCES", "TextLine", "TextSettings", "TrackReport", "VideoText", "extract_text"]

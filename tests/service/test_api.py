@@ -325,3 +325,21 @@ def test_ingestion_runs_on_its_own_thread_budget(
         for pool in ("search", "ingest")
     }
     assert threads == {"search": 1.0, "ingest": 2.0}
+
+
+def test_error_messages_name_the_field_or_say_the_body_is_not_json(client: httpx.Client) -> None:
+    def message(r: httpx.Response) -> str:
+        assert_error(r, 422, "invalid_input")
+        return str(r.json()["error"]["message"])
+
+    bad_json = {"content-type": "application/json"}
+    for route in ("/v1/search", "/v1/ingest"):  # FastAPI's parser and the ingest route's own
+        msg = message(client.post(route, content=b'{"query":', headers=bad_json))
+        # where the parser stopped: "at character 9" (FastAPI) or "at line 1 column 9" (pydantic)
+        assert "not valid JSON" in msg and "9" in msg and "decode error" not in msg, msg
+    assert message(client.post("/v1/ingest", json={"paths": []})).startswith("invalid ingest body: paths: ")
+    assert (
+        message(client.post("/v1/ingest", json={"titles": ["x"]}))
+        == "invalid ingest body: paths: Field required"
+    )
+    assert message(client.post("/v1/search", json={"query": "red", "top_k": "many"})).startswith("top_k: ")
