@@ -38,6 +38,7 @@ from .schemas import (
     Ready,
     SearchRequest,
     SearchResponse,
+    TextTrack,
     Video,
     VideoPage,
 )
@@ -231,7 +232,10 @@ class Engine:
         return rec
 
     async def get_video(self, video_id: int) -> Video:
-        return _video(await self._record(video_id))
+        video = _video(await self._record(video_id))
+        tracks = await self._run(self.lib.store.text_tracks, video_id)
+        video.text_tracks = [TextTrack.model_validate(t.to_dict()) for t in tracks]
+        return video
 
     async def delete_video(self, video_id: int) -> None:
         rec = await self._record(video_id)

@@ -46,6 +46,14 @@ class Explanation(BaseModel):
     top_frames: list[FrameContribution] = Field(..., description="frames ranked by contribution")
 
 
+class TextTrack(BaseModel):
+    source: str = Field(..., description="subtitles | speech | ocr")
+    status: str = Field(..., description="found | none | skipped | failed")
+    lines: int
+    reason: str = Field(..., description="what was read, or why the source was skipped or failed")
+    seconds: float = Field(..., description="time spent on this source at ingestion")
+
+
 class TextMatch(BaseModel):
     source: str = Field(..., description="subtitles | speech | ocr")
     start: float = Field(..., description="seconds: when the line is said or shown")
@@ -103,6 +111,9 @@ class Video(BaseModel):
     filename: str | None = Field(None, description="name of the file the video was ingested from")
     thumbnail_url: str
     stream_url: str
+    text_tracks: list[TextTrack] | None = Field(
+        None, description="GET /v1/videos/{id}: what each text source gave at ingestion"
+    )
 
 
 class VideoPage(BaseModel):

@@ -86,6 +86,22 @@ def test_a_phrase_finds_its_video_at_the_time_of_the_words(client: httpx.Client)
     assert abs(spoken["start"] - 3.0) <= 0.5
 
 
+def test_each_video_reports_its_text_tracks(client: httpx.Client) -> None:
+    vid = ids(client)
+
+    def tracks(name: str) -> dict[str, dict]:
+        r = client.get(f"/v1/videos/{vid[name]}")
+        assert r.status_code == 200, r.text
+        return {t["source"]: t for t in r.json()["text_tracks"]}
+
+    plain = tracks("plain")
+    assert plain["speech"]["status"] == "none" and plain["speech"]["reason"] == "no audio stream"
+    assert plain["subtitles"]["status"] == "none" and plain["ocr"]["status"] == "none"
+    spoken = tracks("spoken")["speech"]
+    assert spoken["status"] == "found" and spoken["lines"] >= 1 and "pocketsphinx" in spoken["reason"]
+    assert tracks("embedded")["subtitles"]["lines"] == 1
+
+
 def test_sources_choose_the_rankings(client: httpx.Client) -> None:
     vid = ids(client)
     visual = search(client, "purple elephant", sources=["visual"])
