@@ -143,7 +143,7 @@ class Engine:
     async def readiness(self) -> Ready:
         lib = self.lib  # 503 until loaded
         videos, clips, _ = await self._run(lib.counts)
-        problems = self.worker_problems()
+        problems = self.worker_problems() + lib.store.repairs  # repairs: what the open fixed
         return Ready(
             status="degraded" if problems else "ready",
             model=lib.describe(),

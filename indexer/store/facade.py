@@ -49,6 +49,7 @@ Layout: see docs/STORE.md.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ import numpy as np
 from indexer.store import layout, locking, maintenance
 from indexer.store import vector_index as vi
 from indexer.store.backends import BackendConfig
+from indexer.store.backends.faiss_local import FaissBackend
 from indexer.store.identity import check_identity
 from indexer.store.index_lifecycle import IndexLifecycle
 from indexer.store.metadata import Batch, Metadata
@@ -76,6 +78,8 @@ from indexer.store.records import (
 from indexer.store.texttracks import TextHit, TextIndex
 from indexer.store.view import View
 from indexer.text.lines import TEXT_SOURCES, TrackReport, VideoText
+
+log = logging.getLogger("t2v.store")
 
 
 class Store:
@@ -95,6 +99,7 @@ class Store:
         self._lock, self._table = self._view.lock, self._view.table
         self._segments, self._faiss = self._view.segments, self._view.faiss
         self._closed = False
+        self.repairs: list[str] = []  # what the integrity check on open found and repaired
 
     @classmethod
     def open(
@@ -117,11 +122,40 @@ class Store:
         if identity is not None:
             check_identity(root, manifest["model"], identity)
         store = cls(root, manifest, backend)
+        quarantined: list[str] = []
         with store._writer.if_free() as free:
             if free:  # else a live writer: it repairs under its own lock
                 locking.repair(root, store._meta, store._segments)
+                quarantined = locking.quarantine_damaged(root, store._meta, store._segments)
         store.refresh()
+        if free:
+            store._check_on_open(quarantined)
         return store
+
+    def _check_on_open(self, quarantined: list[str]) -> None:
+        """Integrity on open (fast): videos whose matrices were lost were taken out (their dead
+        rows are dropped by a compaction now); a FAISS index that disagrees with the matrices
+        (row counts, unknown clip ids, a sample of rows read back) is rebuilt from them.
+        `repairs` says what was done (the service's /readyz reports it)."""
+        if quarantined:
+            log.warning("store %s: %s", self.root, "; ".join(quarantined))
+            self.compact()
+            self.repairs += quarantined
+        backend = self._faiss
+        if not isinstance(backend, FaissBackend):
+            return  # other engines check their own vectors (`verify`)
+        per_clip = 1 if vi.is_pooled(backend.spec) else self.vectors_per_clip
+        with self._lock:
+            found = maintenance.index_problems(
+                backend.index, backend.spec, self._table.ids.copy(), per_clip, self.matrices, 256
+            )
+        if found:
+            log.warning("store %s: FAISS index rebuilt from the matrices: %s", self.root, "; ".join(found))
+            with self._writing():
+                pinned = backend.manifest.get("index_pinned", False)
+                backend.rebuild(self._view.clips(), backend.spec.type if pinned else None, fresh=True)
+                self._persist()
+            self.repairs.append(f"FAISS index rebuilt from the matrices ({found[0]})")
 
     @contextmanager
     def _writing(self, timeout: float = 120.0) -> Iterator[None]:

@@ -153,12 +153,12 @@ class IndexLifecycle:
             return False
         return vi.needs_rebuild(self.spec, clips, self.vectors_per_clip, self.dim)
 
-    def rebuild(self, clips: Clips, index_type: str | None = None) -> vi.IndexSpec:
+    def rebuild(self, clips: Clips, index_type: str | None = None, fresh: bool = False) -> vi.IndexSpec:
         """Replace the index by one of `index_type` (pinned from then on; None: chosen by size and
         not pinned) over every committed clip. The caller persists it."""
         ids = clips.ids()
         spec = vi.choose_spec(len(ids), self.vectors_per_clip, self.dim, index_type)
-        index = self._index_over(spec, ids, clips)
+        index = self._index_over(spec, ids, clips, fresh)
         with self._lock:
             self.spec = spec
             self.manifest["index"] = spec.to_dict()
@@ -167,14 +167,18 @@ class IndexLifecycle:
             self.dirty = True
         return spec
 
-    def _index_over(self, spec: vi.IndexSpec, ids: np.ndarray, clips: Clips) -> faiss.Index:
+    def _index_over(
+        self, spec: vi.IndexSpec, ids: np.ndarray, clips: Clips, fresh: bool = False
+    ) -> faiss.Index:
         """A new index of type `spec` holding clips `ids` (read back from the matrices, or for a
         pooled -> pooled rebuild from the current index's own vectors)."""
         # 8-bit codes decode approximately: fine to re-encode into another 8-bit index (a stage-1
         # proposal), not to become the vectors of an exact one
         lossless = self.spec.codec != "sq8" or spec.codec == "sq8"
-        if vi.is_pooled(spec) and vi.is_pooled(self.spec) and self._index is not None and lossless:
-            have, vectors = vi.pooled_vectors(self._index)
+        # fresh: the current index is suspect (an integrity check failed): read the matrices
+        current = None if fresh else self._index
+        if vi.is_pooled(spec) and vi.is_pooled(self.spec) and current is not None and lossless:
+            have, vectors = vi.pooled_vectors(current)
             if len(have) == len(ids) and np.array_equal(np.sort(have), np.sort(ids)):
                 rng = np.random.default_rng(0)
                 n = min(len(have), _training_size(spec))

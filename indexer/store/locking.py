@@ -4,6 +4,7 @@ exclusive flock on write.lock); and the crash repair a writer does first."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ from indexer.store import layout
 from indexer.store.metadata import Metadata
 from indexer.store.records import StoreBusyError
 from indexer.store.segments import Segments
+from model.fileio import write_json_atomic
 
 
 class WriteLock:
@@ -64,3 +66,38 @@ def repair(root: Path, meta: Metadata, segments: Segments) -> None:
     half-written temporary files."""
     segments.repair(meta.segments())
     layout.remove_leftovers(root, meta.generation())
+
+
+DAMAGED = "damaged.json"  # videos taken out because their matrices were lost: re-ingest them
+
+
+def quarantine_damaged(root: Path, meta: Metadata, segments: Segments) -> list[str]:
+    """Under the write lock, on open: a segment file missing or cut short lost the matrices of
+    some clips. Their videos are deleted (never served with zero or foreign rows) and listed in
+    DIR/damaged.json (path, title, content hash) to be ingested again. Returns what was done."""
+    short = segments.rows_present(meta.segments())
+    if not short:
+        return []
+    lost = sorted({vid for _, vid, seg, row in meta.clips_after(0) if seg in short and row >= short[seg]})
+    listed = _read_damaged(root)
+    done = []
+    for vid in lost:
+        rec = meta.get_video(vid)
+        if rec is None:
+            continue  # deleted already: nothing is served from its rows
+        meta.remove_video(vid, time.time())
+        listed.append(
+            {"video_id": vid, "path": rec.path, "title": rec.title, "content_hash": rec.content_hash}
+        )
+        done.append(f"video {vid} ({rec.path}): its matrices were lost; removed, ingest it again")
+    if done:
+        write_json_atomic(root / DAMAGED, listed)
+    return done
+
+
+def _read_damaged(root: Path) -> list[dict[str, object]]:
+    try:
+        data = json.loads((root / DAMAGED).read_text())
+    except (OSError, ValueError):
+        return []
+    return list(data) if isinstance(data, list) else []

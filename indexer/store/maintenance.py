@@ -72,6 +72,7 @@ def verify(
         *segments.short_files(segs),
         *(_faiss_rows(index, ids, per_clip) if index is not None else []),
         *_unit_rows(ids, matrices),
+        *(faiss_content(index, spec, matrices, sample=None) if index is not None else []),
         *texttracks.verify(meta.read, meta.check_text_index),
     ]
     return VerifyReport(ok=not problems, checked_clips=len(clips), problems=problems)
@@ -142,3 +143,78 @@ def _unit_rows(ids: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]) ->
             f"clip {cid} matrix rows are not unit vectors" for cid in chunk[bad][:_MAX_LISTED].tolist()
         ]
     return problems
+
+
+# FAISS rows read back must equal the matrices they came from: float32 copies of float16 rows
+# (flat, hnsw) are exact; 8-bit IVF codes are approximate and not read back here
+_CONTENT_TOL = 1e-3
+
+
+def index_problems(
+    index: faiss.Index,
+    spec: vi.IndexSpec,
+    committed: np.ndarray,
+    per_clip: int,
+    matrices: Callable[[np.ndarray], np.ndarray],
+    sample: int | None,
+) -> list[str]:
+    """The fast check a store runs on open: FAISS holds one block of rows per committed clip and
+    nothing for ids SQLite does not know (e.g. clips a lost WAL took away), and `sample` of its
+    rows read back equal the matrices (None: every row)."""
+    problems = []
+    expected = len(committed) * per_clip
+    if index.ntotal != expected:
+        problems.append(f"FAISS holds {index.ntotal} rows, {expected} expected for {len(committed)} clips")
+    if index.ntotal:
+        top = vi.max_id(index)
+        last = int(committed.max()) if len(committed) else 0
+        if top > last:
+            problems.append(f"FAISS holds rows for clip ids up to {top}, SQLite's last clip is {last}")
+    if not problems:
+        problems += faiss_content(index, spec, matrices, sample)
+    return problems
+
+
+def faiss_content(
+    index: faiss.Index, spec: vi.IndexSpec, matrices: Callable[[np.ndarray], np.ndarray], sample: int | None
+) -> list[str]:
+    """Rows of a flat or HNSW index (every row, or `sample` random ones) equal the matrix rows they
+    were built from (a pooled index: the pooled vector). Catches overwritten index bytes."""
+    base = vi._base(index)
+    if index.ntotal == 0 or not isinstance(base, faiss.IndexFlat | faiss.IndexHNSWFlat):
+        return []
+    ids = vi.index_ids(index)
+    n = len(ids)
+    if not np.all(np.diff(ids) >= 0):
+        return ["FAISS rows are not in clip order"]
+    if sample is None or sample >= n:
+        pos = np.arange(n)
+    else:
+        pos = np.sort(np.random.default_rng().choice(n, size=sample, replace=False))
+    # a clip's rows were added together, in order: a row's place in its clip is its distance
+    # from the clip's first row
+    first = np.searchsorted(ids, ids[pos])
+    problems: list[str] = []
+    bad = 0
+    for start in range(0, len(pos), CHUNK):
+        p = pos[start : start + CHUNK]
+        got = np.stack([base.reconstruct(int(i)) for i in p])  # (m, D) float32
+        clip_ids = ids[p]
+        try:
+            mats = matrices(clip_ids)  # (m, n_v, D) float16
+        except (KeyError, OSError, ValueError, IndexError) as e:
+            return [f"FAISS rows point at clips whose matrices cannot be read: {e}"]
+        if vi.is_pooled(spec):
+            want = vi.pool(mats)
+        else:
+            within = p - first[start : start + CHUNK]
+            if np.any(within >= mats.shape[1]):
+                return [f"FAISS holds more than {mats.shape[1]} rows for a clip"]
+            want = mats[np.arange(len(p)), within].astype(np.float32)
+        off = np.abs(got - want).max(axis=1) > _CONTENT_TOL
+        bad += int(off.sum())
+        for i, c in zip(p[off][:_MAX_LISTED], clip_ids[off][:_MAX_LISTED], strict=True):
+            problems.append(f"FAISS row {int(i)} (clip {int(c)}) differs from its matrix row")
+    if bad:
+        problems.insert(0, f"{bad} of {len(pos)} FAISS rows checked differ from the matrices")
+    return problems[:_MAX_LISTED]

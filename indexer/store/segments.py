@@ -60,7 +60,8 @@ class Segments:
     ) -> tuple[int | None, str, int]:
         """Where to append n_clips: (segment id, or None for a new file; file name; first row)."""
         if latest is not None and (latest[2] + n_clips) * self.clip_bytes <= SEGMENT_MAX_BYTES:
-            return latest
+            if not self.rows_present([latest]):  # a damaged file takes no appends: a new one does
+                return latest
         return None, segment_name(generation, next_id()), 0
 
     def append(self, fname: str, first_row: int, data: np.ndarray) -> None:
@@ -104,7 +105,9 @@ class Segments:
         for _, fname, clips in committed:
             p = self.dir / fname
             want = clips * self.clip_bytes
-            if p.exists() and p.stat().st_size != want:
+            # only ever cut: a file shorter than its committed clips lost data (never pad it with
+            # zeros that would be served as vectors); `damaged` reports it, the store quarantines
+            if p.exists() and p.stat().st_size > want:
                 with open(p, "r+b") as f:
                     f.truncate(want)
                     os.fsync(f.fileno())
@@ -132,6 +135,17 @@ class Segments:
             mm = np.memmap(path, dtype=np.float16, mode="r", shape=(n, self.vectors_per_clip, self.dim))
             self._maps[seg_id] = mm
         return mm
+
+    def rows_present(self, committed: Sequence[SegmentRow]) -> dict[int, int]:
+        """Segments whose file is missing or shorter than its committed clips: id -> whole clip
+        rows still there (0 for a missing file)."""
+        short = {}
+        for seg_id, fname, n in committed:
+            p = self.dir / fname
+            size = p.stat().st_size if p.exists() else 0
+            if size < n * self.clip_bytes:
+                short[seg_id] = size // self.clip_bytes
+        return short
 
     def short_files(self, committed: Sequence[SegmentRow]) -> list[str]:
         """verify: files holding fewer bytes than their committed clips need."""
