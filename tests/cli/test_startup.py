@@ -83,3 +83,26 @@ def test_serve_prints_its_url_or_refuses_a_store_of_another_model(
     out = srv.log.read_text()
     assert f"t2v serve: {srv.url}/" in out and "ready: t2v-tiny" in out, out
     assert r.status_code == 200 and r.json()["results"][0]["title"] == "red", r.text
+
+
+@pytest.mark.slow  # the service starts far enough to look for the weights
+def test_serve_refuses_a_config_whose_weights_are_missing_offline(tmp_path: Path) -> None:
+    srv = Server(tmp_path, {"model__cache_dir": str(tmp_path / "empty-cache")})
+    args = [
+        "serve",
+        "--port",
+        str(srv.port),
+        "--index-dir",
+        str(tmp_path / "ix"),
+        "--var-dir",
+        str(tmp_path / "v"),
+    ]
+    proc = subprocess.run(
+        t2v_command(*args, "--config", "clip-vit-b-32-zeroshot"),
+        env=srv.env(),
+        capture_output=True,
+        text=True,
+    )
+    line = one_error_line(proc, "cannot start", "not in the local cache", "Provide them")
+    assert "Traceback" not in proc.stderr, line
+    assert f"t2v serve: {srv.url}/" in proc.stdout and "ready" not in proc.stdout
