@@ -22,6 +22,7 @@ difference.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--topics", type=int, default=256)
     ap.add_argument("--rescored", type=int, default=BackendConfig.rescored, help="clips kept after MaxSim")
     ap.add_argument("--prefetch", type=int, default=BackendConfig.prefetch, help="pooled-query prefetch")
+    ap.add_argument("--row-prefetch", type=int, default=BackendConfig.row_prefetch, help="per query row")
     ap.add_argument("--hnsw-ef", type=int, default=BackendConfig.hnsw_ef)
     ap.add_argument("--keep", type=Path, help="keep (or reuse) the store, its export and the reference here")
     ap.add_argument("--demo", type=Path, help="compare on the demo library built in this workdir instead")
@@ -129,7 +131,7 @@ def main() -> None:
     result: dict[str, object] = {
         k: getattr(args, k) for k in ("clips", "queries", "rows", "prefetch", "rescored")
     }
-    result["hnsw_ef"] = args.hnsw_ef
+    result["row_prefetch"], result["hnsw_ef"] = args.row_prefetch, args.hnsw_ef
     with tempfile.TemporaryDirectory(dir=os.environ.get("T2V_BENCH_TMP")) as tmp:
         work = args.keep or Path(tmp)
         root = work / "store"
@@ -149,7 +151,10 @@ def main() -> None:
             ref.write_text(json.dumps([sorted(t) for t in top]))
 
         t0 = time.perf_counter()
-        config = BackendConfig("qdrant", prefetch=args.prefetch, rescored=args.rescored, hnsw_ef=args.hnsw_ef)
+        config = BackendConfig(
+            "qdrant", prefetch=args.prefetch, row_prefetch=args.row_prefetch, rescored=args.rescored
+        )
+        config = dataclasses.replace(config, hnsw_ef=args.hnsw_ef)
         qstore = Store.open(root, backend=config)  # opening exports every clip the engine lacks
         t1 = time.perf_counter()
         qstore.flush()  # durable, and the pooled vectors' HNSW graph built

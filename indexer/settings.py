@@ -39,9 +39,10 @@ class VectorSettings(BaseModel):
     collection: str = Field("t2v_clips", min_length=1, description="Qdrant collection of this store")
     shards: int = Field(1, ge=1, description="shard_number of a new server collection")
     replicas: int = Field(1, ge=1, description="replication_factor of a new server collection")
-    prefetch: int = Field(1024, ge=1, description="clips the pooled query vector proposes (Qdrant)")
-    rescored: int = Field(512, ge=1, description="clips kept after Qdrant's MaxSim, then reranked exactly")
-    hnsw_ef: int = Field(128, ge=1, description="HNSW beam width of Qdrant's prefetch searches")
+    prefetch: int = Field(256, ge=1, description="clips the pooled query vector proposes (Qdrant)")
+    row_prefetch: int = Field(32, ge=0, description="clips each query row proposes (Qdrant; 0: none)")
+    rescored: int = Field(128, ge=1, description="clips kept after Qdrant's MaxSim, then reranked exactly")
+    hnsw_ef: int = Field(64, ge=1, description="HNSW beam width of Qdrant's prefetch searches")
     write: bool = Field(True, description="false on read-only replicas: never write the Qdrant collection")
 
     def config(self) -> BackendConfig:
@@ -57,6 +58,7 @@ class VectorSettings(BaseModel):
             shards=self.shards,
             replicas=self.replicas,
             prefetch=self.prefetch,
+            row_prefetch=self.row_prefetch,
             rescored=self.rescored,
             hnsw_ef=self.hnsw_ef,
             write=self.write,

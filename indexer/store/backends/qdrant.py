@@ -167,7 +167,8 @@ class EdgeEngine:
         params = qe.SearchParams(hnsw_ef=ef)
         proposals = [qe.Prefetch(limit=prefetch, query=qe.Query.Nearest(pooled, using=POOLED), params=params)]
         proposals += [
-            qe.Prefetch(limit=per_row, query=qe.Query.Nearest(r, using=POOLED), params=params) for r in rows
+            qe.Prefetch(limit=per_row, query=qe.Query.Nearest(r, using=POOLED), params=params)
+            for r in (rows if per_row > 0 else [])
         ]
         hits = self._shard.query(
             qe.QueryRequest(
@@ -286,7 +287,10 @@ class ClientEngine:
         m = self._m
         params = m.SearchParams(hnsw_ef=ef)
         proposals = [m.Prefetch(query=pooled.tolist(), using=POOLED, limit=prefetch, params=params)]
-        proposals += [m.Prefetch(query=r.tolist(), using=POOLED, limit=per_row, params=params) for r in rows]
+        proposals += [
+            m.Prefetch(query=r.tolist(), using=POOLED, limit=per_row, params=params)
+            for r in (rows if per_row > 0 else [])
+        ]
         res = self._client.query_points(
             self.collection,
             query=rows.tolist(),
@@ -429,11 +433,12 @@ class QdrantBackend:
 
     # ------------------------------------------------------------ reads
     def search(self, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        """One merged row: the MaxSim top `rescored` clips of the prefetched union."""
+        """One merged row: the MaxSim top `rescored` clips of the prefetched union (`k`, FAISS's
+        hits per query row, is not used: the sizes are the backend's settings)."""
         rows = np.ascontiguousarray(queries, dtype=np.float32)  # (m, D)
         pooled = vi.pool(rows[None])[0]  # (D,)
         c = self.config
-        scores, ids = self.engine.query(rows, pooled, k, max(c.prefetch, k), max(c.rescored, k), c.hnsw_ef)
+        scores, ids = self.engine.query(rows, pooled, c.row_prefetch, c.prefetch, c.rescored, c.hnsw_ef)
         return scores[None], ids[None]
 
     def vector_count(self) -> int:

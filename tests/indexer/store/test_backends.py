@@ -205,3 +205,19 @@ def test_cluster_contract_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def _clip_ids(video_id: int) -> list[int]:
     """Clip ids of a video in these tests: 3 clips each, ids in commit order."""
     return [3 * (video_id - 1) + c + 1 for c in range(3)]
+
+
+def test_backend_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """T2V_VECTORS__* become the store's typed BackendConfig; the defaults are the backend's own."""
+    from indexer.settings import IndexerSettings
+
+    assert IndexerSettings().vectors.config() == BackendConfig()
+    monkeypatch.setenv("T2V_VECTORS__BACKEND", "qdrant")
+    monkeypatch.setenv("T2V_VECTORS__QDRANT_URL", "http://q:6333")
+    monkeypatch.setenv("T2V_VECTORS__SHARDS", "6")
+    config = IndexerSettings().vectors.config()
+    assert (config.kind, config.qdrant_url) == ("qdrant", "http://q:6333")
+    assert (config.shards, config.replicas) == (6, 1)
+    monkeypatch.setenv("T2V_VECTORS__BACKEND", "milvus")
+    with pytest.raises(ValueError, match="faiss"):
+        IndexerSettings()
