@@ -155,6 +155,32 @@ def test_get_search_and_grouping(client: httpx.Client, colour_videos: dict) -> N
     assert high["results"] == []
 
 
+def test_search_marks_weak_matches_and_shows_the_matching_frame(
+    client: httpx.Client, colour_videos: dict
+) -> None:
+    """Each moment says which frame carried the match (its thumbnail is that frame) and whether it
+    is below the library's weak-match line; grouped results fold the video's other moments; the
+    thumbnail is revalidated by ETag (304) instead of being extracted again."""
+    wait_job(client, ingest_paths(client, [colour_videos["red"]])["id"])
+    body = {"query": "a white square over red", "top_k": 5, "group_by_video": True, "moments_per_video": 3}
+    res = client.post("/v1/search", json=body).json()
+    line = res["weak_below"]
+    assert isinstance(line, float)
+    assert res["results"]
+    for m in res["results"]:
+        assert m["weak"] == (m["score"] < line)
+        assert m["start"] <= m["best_frame_s"] <= m["end"]
+        assert m["thumbnail_url"] == f"/v1/videos/{m['video_id']}/thumbnail?t={m['best_frame_s']:.2f}"
+        assert len(m["more"]) <= 2 and all(o["video_id"] == m["video_id"] for o in m["more"])
+    thumb = client.get(res["results"][0]["thumbnail_url"])
+    assert thumb.status_code == 200 and thumb.headers["cache-control"] == "max-age=3600"
+    again = client.get(res["results"][0]["thumbnail_url"], headers={"If-None-Match": thumb.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    # nonsense is weak everywhere: the line was set by queries like it
+    junk = client.post("/v1/search", json={"query": "zzqx 12345 !!!", "top_k": 5}).json()
+    assert junk["results"] and all(m["weak"] for m in junk["results"])
+
+
 def test_delete_removes_from_library_and_search(client: httpx.Client, colour_videos: dict) -> None:
     job = wait_job(client, ingest_paths(client, [colour_videos["purple"]])["id"])
     vid = job["items"][0]["video_id"]
