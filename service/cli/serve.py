@@ -150,7 +150,7 @@ def serve(
         if not root.is_dir():
             fail(f"allowed root {root} is not a directory (--allowed-root or T2V_ALLOWED_ROOTS)")
     sock = bind(settings.host, settings.port)
-    url = url_of(settings.host, settings.port)
+    url = url_of(settings.host, sock.getsockname()[1])  # port 0: the one the system chose
     typer.echo(
         f"t2v serve: {url}/  (API docs: {url}/docs; store {settings.index_dir}); loading the model ..."
     )
@@ -194,7 +194,7 @@ def demo(
         fail(f"building the demo failed: {e}")
     if sock is None:
         return
-    url = url_of(settings.host, settings.port)
+    url = url_of(settings.host, sock.getsockname()[1])
     body = json.dumps({"query": summary.example_query, "top_k": 3})
     typer.echo(f"\nT2V search demo: {summary.videos} videos, {summary.clips} clips")
     typer.echo(f"open {url}/  (API docs: {url}/docs)")

@@ -172,8 +172,9 @@ def test_rm_never_returns_the_video_again(
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert {g["video_id"] for g in out["groups"]} == {v.id for v in _videos(index).values()}
-    assert long_id not in {m["video_id"] for m in out["results"]}
+    # grouped: one result per video (its best moment; the others in `more`), as over REST
+    assert {r["video_id"] for r in out["results"]} == {v.id for v in _videos(index).values()}
+    assert long_id not in {m["video_id"] for r in out["results"] for m in [r, *r["more"]]}
     assert len(out["results"]) == 3
 
     proc = t2v("index", "compact", "--index", index)
