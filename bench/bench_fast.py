@@ -16,10 +16,12 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,6 +89,90 @@ def bench_ingest(args: argparse.Namespace) -> None:
             )
 
 
+QUERIES = [
+    "a man slices onions, then the pan catches fire",
+    "red circle moving left",
+    "a dog runs on the beach",
+    "two people talk in a kitchen while it rains outside the window",
+    "a car",
+    "someone plays the guitar on a stage under blue lights",
+    "the camera pans across a city skyline at night",
+    "a child throws a ball and a cat chases it across the room",
+]
+
+
+def top10(rows: torch.Tensor, mats: torch.Tensor) -> set[int]:
+    from model import one_query_scores
+
+    return set(torch.topk(one_query_scores(rows, mats, tau=100.0).float(), 10).indices.tolist())
+
+
+def bench_query(args: argparse.Namespace) -> None:
+    from model.onnx_text import OnnxTextEncoder
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = create_model(get_config(args.config).replace(pretrained=None), text_only=True).eval()
+    t0 = time.perf_counter()
+    encoders = {
+        p: OnnxTextEncoder.for_model(model, Path(args.cache), p, threads=args.threads)
+        for p in ("fp32", "int8")
+    }
+    setup = time.perf_counter() - t0
+    # a store of random clip sets, clustered like the trained model's (clips near some queries)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        ref = {q: model.encode_texts([q]) for q in QUERIES}
+    centres = torch.cat([s.vectors[0][s.mask[0]] for s in ref.values()])  # (rows, D)
+    n_v = model.num_video_vectors
+    picks = torch.from_numpy(rng.integers(0, len(centres), size=(args.clips, n_v)))
+    noise = torch.from_numpy(rng.standard_normal((args.clips, n_v, model.dim), dtype=np.float32))
+    mats = F.normalize(centres[picks] + args.noise * noise, dim=-1).half()  # (N, n_v, D)
+
+    def encode_torch(q: str) -> torch.Tensor:
+        with torch.no_grad():
+            s = model.encode_texts([q])
+        return s.vectors[0][s.mask[0]]
+
+    def encode_onnx(p: str) -> Callable[[str], torch.Tensor]:
+        def run(q: str) -> torch.Tensor:
+            s = encoders[p].encode_texts([q])
+            return s.vectors[0][s.mask[0]]
+
+        return run
+
+    paths: dict[str, Callable[[str], torch.Tensor]] = {"torch fp32": encode_torch}
+    paths.update({f"onnx {p}": encode_onnx(p) for p in encoders})
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for fn in paths.values():  # warm-up
+        fn(QUERIES[0])
+    for _ in range(args.repeats):  # interleaved: every path sees the same machine load
+        for q in QUERIES:
+            for name, fn in paths.items():
+                t0 = time.perf_counter()
+                fn(q)
+                times[name].append(time.perf_counter() - t0)
+    print(
+        f"\n### Query encoding ({args.config}, CPU, {args.threads} thread(s), {len(QUERIES)} queries x "
+        f"{args.repeats}, interleaved; store of {args.clips} random clustered clips; "
+        f"export+load {setup:.0f} s)\n"
+    )
+    print("| path | p50 ms | mean ms | speed-up vs torch (p50) | min row cosine | top-10 overlap |")
+    print("|---|---|---|---|---|---|")
+    base = float(np.median(times["torch fp32"]))
+    for name, fn in paths.items():
+        cos, overlap = [], []
+        for q in QUERIES:
+            a, b = fn(q), encode_torch(q)
+            cos.append(float((a * b).sum(-1).min()))
+            overlap.append(len(top10(a, mats) & top10(b, mats)) / 10)
+        p50 = float(np.median(times[name]))
+        print(
+            f"| {name} | {p50 * 1e3:.1f} | {np.mean(times[name]) * 1e3:.1f} | {base / p50:.2f}x | "
+            f"{min(cos):.4f} | {np.mean(overlap):.3f} |"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -95,10 +181,19 @@ def main() -> None:
     ing.add_argument("--config", default="t2v-vit-b-32")
     ing.add_argument("--threads", type=int, default=2)
     ing.add_argument("--batch", type=int, default=32)
+    qry = sub.add_parser("query")
+    qry.add_argument("--config", default="t2v-vit-b-32")
+    qry.add_argument("--threads", type=int, default=1)
+    qry.add_argument("--repeats", type=int, default=10)
+    qry.add_argument("--clips", type=int, default=5000)
+    qry.add_argument("--noise", type=float, default=0.05, help="spread of the clips around query rows")
+    qry.add_argument("--cache", default="var/onnx-bench", help="where the exported graphs are cached")
     args = p.parse_args()
     np.random.seed(0)
     if args.cmd == "ingest":
         bench_ingest(args)
+    elif args.cmd == "query":
+        bench_query(args)
 
 
 if __name__ == "__main__":

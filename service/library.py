@@ -22,7 +22,7 @@ from indexer.ingest.pipeline import Ingestor
 from indexer.media.video import segment_times
 from indexer.search.explain import Explanation, explain_clip, vector_contributions
 from indexer.search.fusion import fused_search
-from indexer.search.searcher import ScoredMoment, Searcher
+from indexer.search.searcher import QueryEncoder, ScoredMoment, Searcher
 from indexer.settings import resolve_device
 from indexer.store import Store, VideoRecord, store_identity
 from model import T2VParser, TextSets, create_model
@@ -79,7 +79,7 @@ class Library:
         self._counts: tuple[float, tuple[int, int, int]] | None = None
         self._ingest: Ingestor | None = None
         self._ingest_lock = threading.Lock()
-        self.searcher = Searcher(store, model)
+        self.searcher = Searcher(store, model, encoder=query_encoder(settings, model))
         self._calibration: tuple[int, float | None] | None = None  # (clips then, weak_below)
         self._calibration_lock = threading.Lock()
 
@@ -266,6 +266,23 @@ def _build_model(settings: ServiceSettings, text_only: bool) -> T2VParser:
             text_only=text_only,
             cache_dir=m.cache_dir,
         )
+
+
+def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
+    """The configured query encoder, warmed up so that the first user query pays no set-up."""
+    encoder: QueryEncoder = model
+    device = next(model.parameters()).device
+    if settings.query_encoder != "torch" and device.type != "cpu":
+        log.info("query_encoder %s runs on the CPU only: using torch on %s", settings.query_encoder, device)
+    elif settings.query_encoder != "torch":
+        from model.onnx_text import OnnxTextEncoder, Precision
+
+        precision: Precision = "int8" if settings.query_encoder == "onnx-int8" else "fp32"
+        threads = settings.torch_threads or torch.get_num_threads()
+        encoder = OnnxTextEncoder.for_model(model, settings.var_dir / "onnx", precision, threads=threads)
+    with torch.no_grad():
+        encoder.encode_texts(["warm up"])
+    return encoder
 
 
 def open_library(settings: ServiceSettings) -> Library:

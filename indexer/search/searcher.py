@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -75,12 +75,18 @@ class SearchResult:
         return {k: v for k, v in asdict(replace(self, text=None)).items() if k != "text"}
 
 
+class QueryEncoder(Protocol):
+    """What encodes queries: a T2VParser, or `model.onnx_text.OnnxTextEncoder` (the same sets, faster)."""
+
+    def encode_texts(self, texts: list[str]) -> TextSets: ...
+
+
 class Searcher:
     """Query encoding + two-stage search over one Store.
 
     candidates_per_vector: FAISS hits per query vector (stage 1); max_candidates caps the union
     (the clips with the best single-vector similarity are kept); faiss_threads: OpenMP threads
-    per FAISS call.
+    per FAISS call; encoder: what encodes query text (default: the model).
     """
 
     def __init__(
@@ -90,19 +96,21 @@ class Searcher:
         candidates_per_vector: int = 64,
         max_candidates: int = 4096,
         faiss_threads: int = 1,
+        encoder: QueryEncoder | None = None,
     ) -> None:
         self.store = store
         self.model = model
+        self.encoder: QueryEncoder | None = encoder if encoder is not None else model
         self.candidates_per_vector = candidates_per_vector
         self.max_candidates = max_candidates
         self.faiss_threads = faiss_threads
 
     # ------------------------------------------------------------ stages
     def encode(self, query: str) -> TextSets:
-        if self.model is None:
+        if self.encoder is None:
             raise ValueError("this Searcher has no model: pass TextSets instead of text")
         with torch.no_grad():
-            return self.model.encode_texts([query])
+            return self.encoder.encode_texts([query])
 
     def candidate_clips(self, text: TextSets, video_ids: Sequence[int] | None = None) -> np.ndarray:
         """Stage 1: the union of FAISS hits of every valid query vector, live clips only."""

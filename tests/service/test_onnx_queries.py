@@ -1,0 +1,102 @@
+"""The ONNX Runtime query encoder: same query sets and rankings as torch, exported offline once,
+warmed at service start and used by /v1/search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from indexer.search.searcher import Searcher
+from indexer.store import Store
+from model import T2VParser, one_query_scores
+from model.onnx_text import OnnxTextEncoder, graph_key
+from service.library import _build_model
+from service.settings import ServiceSettings
+from tests.support import Server, server_settings, wait_job
+
+pytestmark = pytest.mark.slow  # one ONNX export (tens of seconds on a busy CPU)
+
+QUERIES = [
+    "a red circle moving left",
+    "a green square",
+    "a blue box slides to the right, then stops",
+    "yellow",
+    "a white box over a red background moving quickly across the frame",
+    "something purple",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, colour_videos: dict[str, Path]) -> Iterator[dict]:
+    """The service's query model (as the server loads it) and its graphs, exported into a var dir."""
+    work = tmp_path_factory.mktemp("onnx")
+    settings = server_settings(work, colour_videos["red"].parent, query_encoder="onnx-fp32")
+    model = _build_model(ServiceSettings(**settings), text_only=True)
+    cache = Path(settings["var_dir"]) / "onnx"
+    encoders = {p: OnnxTextEncoder.for_model(model, cache, p) for p in ("fp32", "int8")}
+    yield {"work": work, "settings": settings, "model": model, "encoders": encoders, "cache": cache}
+
+
+def _rows(sets: object) -> torch.Tensor:
+    return sets.vectors[0][sets.mask[0]]  # type: ignore[attr-defined]
+
+
+def test_query_sets_and_rankings_match_torch(exported: dict) -> None:
+    model: T2VParser = exported["model"]
+    # a benchmark store: clips scattered around the rows of many captions (as trained data is)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ref = {q: _rows(model.encode_texts([q])) for q in QUERIES}
+    centres = torch.cat(list(ref.values()))  # (rows, D)
+    picks = torch.randint(0, len(centres), (2000, model.num_video_vectors), generator=gen)
+    mats = F.normalize(centres[picks] + 0.05 * torch.randn(*picks.shape, model.dim, generator=gen), dim=-1)
+
+    def top10(rows: torch.Tensor) -> set[int]:
+        return set(torch.topk(one_query_scores(rows, mats, tau=100.0), 10).indices.tolist())
+
+    for precision, enc in exported["encoders"].items():
+        overlap, cosines = [], []
+        for q, want in ref.items():
+            got = _rows(enc.encode_texts([q]))
+            assert got.shape == want.shape  # only the real tokens, then the K views
+            cosines.append(float((got * want).sum(-1).min()))
+            overlap.append(len(top10(got) & top10(want)) / 10)
+        if precision == "fp32":
+            assert min(cosines) > 0.9999 and np.mean(overlap) >= 0.99
+        else:  # int8 weights: close, not equal (its rankings on ViT-B/32 are in docs/BENCHMARKS.md)
+            assert min(cosines) > 0.9 and np.mean(overlap) >= 0.5
+    # a batch of texts of different lengths gives each its own rows
+    both = exported["encoders"]["fp32"].encode_texts(QUERIES[:2])
+    assert both.mask.sum(1).tolist() == [len(ref[QUERIES[0]]), len(ref[QUERIES[1]])]
+
+
+def test_service_warms_and_searches_with_the_exported_encoder(
+    exported: dict, colour_videos: dict[str, Path]
+) -> None:
+    graph = exported["cache"] / f"query-{graph_key(exported['model'])}-fp32.onnx"
+    mtime = graph.stat().st_mtime_ns
+    srv = Server(exported["work"], exported["settings"]).start()  # ready: model loaded, encoder warmed
+    try:
+        with srv.client() as client:
+            job = client.post("/v1/ingest", json={"paths": [str(colour_videos[c]) for c in ("red", "blue")]})
+            wait_job(client, job.json()["id"])
+            body = client.post("/v1/search", json={"query": "a red box", "top_k": 4}).json()
+    finally:
+        srv.stop()
+    assert graph.stat().st_mtime_ns == mtime  # the cached graph was reused, not exported again
+    assert body["stages_ms"]["encode"] > 0 and body["results"]
+    # the same ranking as the torch path over the same store
+    store = Store.open(Path(exported["settings"]["index_dir"]))
+    try:
+        want = Searcher(store, exported["model"]).search("a red box", top_k=4)
+    finally:
+        store.close()
+    assert [(r["video_id"], r["start"]) for r in body["results"]] == [
+        (m.video_id, round(m.start, 3)) for m in want.moments
+    ]
+    assert [r["score"] for r in body["results"]] == pytest.approx([m.score for m in want.moments], abs=1e-4)
