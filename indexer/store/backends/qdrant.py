@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -96,20 +95,21 @@ class EdgeEngine:
         self._held = self._hold()
         self._shard = self._open()
 
-    def _hold(self) -> int:
+    def _hold(self) -> IO[bytes]:
         """An flock on the directory for as long as the engine is open: two openers of one shard
-        would overwrite each other's segments (without a WAL the engine takes no lock itself)."""
+        would overwrite each other's segments (without a WAL the engine takes no lock itself). A
+        file object, so that an engine dropped without `close` still releases it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.parent / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        held = open(self.path.parent / f".{self.path.name}.lock", "ab")  # held open
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            held.close()
             raise StoreBusyError(
                 f"the in-process Qdrant engine at {self.path} is open in another process or Store "
                 "(one at a time; a Qdrant server has no such limit: T2V_VECTORS__QDRANT_URL)"
             ) from None
-        return fd
+        return held
 
     def _config(self) -> Any:
         qe = self._qe
@@ -146,7 +146,7 @@ class EdgeEngine:
         try:
             return qe.EdgeShard.create(str(self.path), self._config())
         except Exception as e:
-            os.close(self._held)
+            self._held.close()
             raise StoreError(f"cannot create the Qdrant engine at {self.path}: {e}") from e
 
     def upsert(self, ids: np.ndarray, sets: np.ndarray, pooled: np.ndarray) -> None:
@@ -213,7 +213,7 @@ class EdgeEngine:
 
     def close(self) -> None:
         self._shard.close()
-        os.close(self._held)  # releases the flock
+        self._held.close()  # releases the flock
 
 
 # ---------------------------------------------------------------- a server or cluster
@@ -358,7 +358,7 @@ class QdrantBackend:
         self.vectors_per_clip = int(manifest["vectors_per_clip"])
         self.config = config
         self._lock = lock
-        self._make_engine = engine or self._default_engine
+        self._engine_factory = engine  # not a bound method of self: no cycle keeps an engine open
         self._engine: Engine | None = None
         self.spec = vi.IndexSpec(type="qdrant")
         self.generation = -1
@@ -393,7 +393,7 @@ class QdrantBackend:
         self.generation = generation
         if self._engine is not None:
             return  # a new generation (compaction) keeps clip ids: the engine stays as it is
-        self._engine = self._make_engine()
+        self._engine = self._engine_factory() if self._engine_factory else self._default_engine()
         sync = self._read_sync()
         if sync.get("target") == self.engine.target and not self.engine.fresh:
             self.exported = int(sync.get("clip_id", 0))

@@ -139,6 +139,10 @@ def test_the_in_process_engine_has_one_opener(tmp_path: Path) -> None:
     with Store.open(tmp_path, identity(), create=True, backend=QDRANT):
         with pytest.raises(StoreBusyError, match="open in another process"):
             Store.open(tmp_path, identity(), backend=QDRANT)
+    store = Store.open(tmp_path, identity(), backend=QDRANT)
+    del store  # dropped without close (a caller that forgot): the engine and its lock go with it
+    with Store.open(tmp_path, identity(), backend=QDRANT) as again:
+        assert again.verify().ok
 
 
 @pytest.mark.slow  # qdrant-client's local mode scores in Python: ~5 s
