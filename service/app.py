@@ -18,6 +18,7 @@ from .engine import Engine
 from .errors import install_error_handlers
 from .header_limit import HeaderLimitMiddleware
 from .metrics import Metrics
+from .openapi import document_contract
 from .routes import ingest, ops, search, videos
 from .settings import ServiceSettings
 
@@ -67,6 +68,7 @@ def create_app(
     app.add_middleware(HeaderLimitMiddleware)  # outermost: absurd headers never reach a route
     for module in (search, videos, ingest, ops):
         app.include_router(module.router)
+    document_contract(app, settings)  # every status per route, limits, security schemes
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
 

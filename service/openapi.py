@@ -7,15 +7,104 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .app import create_app
+from fastapi import FastAPI
+
 from .settings import ServiceSettings
 
 SNAPSHOT = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
 
 
 def live_schema() -> dict[str, Any]:
-    # the schema does not depend on settings values; building the app loads no model
+    # the default settings' schema (limits and key requirements follow the settings); building
+    # the app loads no model
+    from .app import create_app
+
     return create_app(ServiceSettings()).openapi()
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+_WHY = {
+    400: "bad request (content type, malformed multipart body)",
+    401: "API key missing (write routes, when keys are configured) or wrong",
+    403: "refused: a cross-site write, or a path outside the allowed roots",
+    404: "no such video or job (or its file is gone)",
+    413: "payload too large (file size, files per upload)",
+    416: "range not satisfiable",
+    422: "invalid input (parameters, body, limits)",
+    429: "too many jobs or searches at once (Retry-After)",
+    431: "request headers too large",
+    503: "the model and store are still loading (or failed to load)",
+    507: "no space left on the server's disk",
+}
+
+
+def _statuses(method: str, path: str) -> set[int]:
+    """Every error status a route can answer (each is raised by code the route runs)."""
+    codes = {431}  # the header limit runs before every route
+    if path == "/readyz":
+        return codes | {503}
+    if not path.startswith("/v1/"):
+        return codes
+    codes |= {401, 422, 503}
+    write = (method, path) in (("post", "/v1/ingest"), ("delete", "/v1/videos/{video_id}"))
+    if write:
+        codes.add(403)
+    if path == "/v1/ingest":
+        codes |= {400, 413, 429, 507}
+    if path == "/v1/search":
+        codes.add(429)
+    if "{video_id}" in path or "{job_id}" in path:
+        codes.add(404)
+    if path.endswith("/stream"):
+        codes.add(416)
+    return codes
+
+
+def document_contract(app: FastAPI, settings: ServiceSettings) -> None:
+    """Make `app.openapi()` state the whole contract: every error status per route (one error
+    body), the page-size limit as `maximum`, and the API-key security schemes (required on write
+    routes when keys are configured, optional everywhere else)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = base()
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        components["securitySchemes"] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"},
+        }
+        keyed: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
+        for path, ops in schema["paths"].items():
+            for method, op in ops.items():
+                responses = op.setdefault("responses", {})
+                for code in sorted(_statuses(method, path)):
+                    entry = responses.setdefault(str(code), {"description": _WHY[code]})
+                    entry["content"] = {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    }
+                for param in op.get("parameters", []):
+                    if param["name"] == "limit" and param.get("in") == "query":
+                        param["schema"]["maximum"] = settings.limits.max_page_size
+                if path.startswith("/v1/"):
+                    write = "403" in responses
+                    op["security"] = keyed if write and settings.api_keys else [{}, *keyed]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def render(schema: dict[str, Any]) -> str:

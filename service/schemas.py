@@ -12,14 +12,17 @@ VideoId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, description="free-text description of the moment")
-    top_k: int = Field(10, ge=1, le=100, description="how many moments (or videos) to return")
-    group_by_video: bool = Field(False, description="one result per video: its best moment")
+    # strict: the schema says integer/boolean, so 1.5, "3" or 0-for-false are refused (422)
+    top_k: int = Field(10, ge=1, le=100, strict=True, description="how many moments (or videos) to return")
+    group_by_video: bool = Field(False, strict=True, description="one result per video: its best moment")
     moments_per_video: int = Field(
         1, ge=1, le=50, description="grouped: also return up to this many moments per video, in `more`"
     )
     video_ids: list[VideoId] | None = Field(None, description="restrict the search to these videos")
-    min_score: float | None = Field(None, description="drop results scoring below this")
-    explain: bool = Field(False, description="add per-result explanations (matched frames, views)")
+    min_score: float | None = Field(None, allow_inf_nan=False, description="drop results scoring below this")
+    explain: bool = Field(
+        False, strict=True, description="add per-result explanations (matched frames, views)"
+    )
     sources: list[Literal["visual", "subtitles", "speech", "ocr"]] | None = Field(
         None,
         min_length=1,

@@ -67,7 +67,7 @@ async def thumbnail(
     "/{video_id}/stream",
     response_class=FileResponse,
     responses={
-        200: {"content": {"video/mp4": {}}},
+        200: {"content": {t: {} for t in ("video/mp4", "video/webm", "video/*", "application/octet-stream")}},
         206: {"description": "partial content (Range)"},
         416: {"description": "range not satisfiable"},
     },

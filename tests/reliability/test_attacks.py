@@ -250,3 +250,33 @@ def test_slow_headers_are_cut_off(server: dict[str, Any]) -> None:
         s.close()
     print(f"\n{len(conns)} slow-header connections closed in {took:.1f}s (header_timeout {HEADER_TIMEOUT}s)")
     assert not open_, f"{len(open_)} slow connections still open after {took:.0f}s"
+
+
+def test_the_contract_is_stated_and_strict(server: dict[str, Any]) -> None:
+    """Issue 16 item 8: schemathesis found undocumented statuses, an undeclared page-size maximum,
+    no security schemes, `explain: 0` taken as false and `min_score: NaN` accepted. Now the live
+    schema states them and the body types are strict."""
+    with httpx.Client(base_url=server["url"], timeout=60) as c:
+        schema = c.get("/openapi.json").json()
+        assert set(schema["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+        for path, ops in schema["paths"].items():
+            for method, op in ops.items():
+                codes = set(op["responses"])
+                assert "431" in codes, (method, path)
+                if path.startswith("/v1/"):
+                    assert {"401", "422", "503"} <= codes and op["security"], (method, path, codes)
+        ingest = schema["paths"]["/v1/ingest"]["post"]["responses"]
+        assert {"400", "403", "413", "429", "507"} <= set(ingest)
+        (limit,) = [p for p in schema["paths"]["/v1/videos"]["get"]["parameters"] if p["name"] == "limit"]
+        assert limit["schema"]["maximum"] == 200
+        assert c.get("/v1/videos", params={"limit": 201}).status_code == 422
+        for body in (
+            b'{"query": "red", "explain": 0}',
+            b'{"query": "red", "group_by_video": "yes"}',
+            b'{"query": "red", "min_score": NaN}',
+            b'{"query": "red", "top_k": 2.5}',
+        ):
+            r = c.post("/v1/search", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (body, r.status_code, r.text)
+        r = c.post("/v1/search", json={"query": "red", "explain": False, "top_k": 2})
+        assert r.status_code == 200, r.text
