@@ -86,11 +86,11 @@ def test_slow_encoder_does_not_hang_the_run(
     ing = Ingestor(store, model, window=2, stride=1, batch_size=1, queue_size=1, decode_workers=1)
     encode, calls = ing._encode, []
 
-    def slow_second(batch: list) -> None:  # type: ignore[type-arg]
+    def slow_second(batch: list, features: dict) -> None:  # type: ignore[type-arg]
         calls.append(1)
         if len(calls) == 2:
             time.sleep(6.5)  # the last video and the end marker queue up meanwhile
-        encode(batch)
+        encode(batch, features)
 
     monkeypatch.setattr(ing, "_encode", slow_second)
     out: list = []  # type: ignore[type-arg]
