@@ -123,3 +123,13 @@ def test_a_failed_commit_stores_no_text(tmp_path: Path) -> None:
         store.add_video(_video("a"), [ClipSpan(0, 5)], _unit(1), text)  # same content hash
     assert len(store.text_search("once")) == 1
     store.close()
+
+
+def test_a_line_counts_only_when_it_holds_half_the_querys_content_words() -> None:
+    from indexer.search.fusion import covers
+
+    assert covers("the purple elephant dances", "purple elephant")
+    assert covers("oh morning everybody", "good morning everybody")  # ASR missed a word
+    assert not covers("the train leaves platform nine", "a red circle moving left then a train")
+    assert covers("the end", "the") and not covers("an end", "the")  # a query of stop words only
+    assert covers("whatever FTS5 found", '"exact phrase"')  # quoted: FTS5 required the phrase
