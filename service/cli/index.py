@@ -247,11 +247,16 @@ def stats(
         typer.echo(json.dumps(s.to_dict(), indent=2))
         return
     cfg = s.model.get("config", {})
+    stage1 = (
+        f"qdrant: {s.index_vectors} clips, one point each"
+        if s.index["type"] == "qdrant"
+        else f"faiss: {s.index['type']} with {s.index_vectors} vectors"
+    )
     typer.echo(
         f"store: {s.path} (format v{s.format_version}, generation {s.generation})\n"
         f"videos: {s.videos}\nclips: {s.clips} (+{s.deleted_clips} deleted, awaiting compact)\n"
         f"vectors: {s.vectors} x D={s.dim} ({s.vectors_per_clip} per clip), float16\n"
-        f"faiss: {s.index['type']} with {s.index_vectors} vectors\n"
+        f"{stage1}\n"
         f"model: {cfg.get('name') or cfg.get('backbone')} ({cfg.get('mode')}), {s.model.get('weights')}\n"
         f"disk: {s.disk_bytes / 1e6:.1f} MB"
     )

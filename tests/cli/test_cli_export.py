@@ -14,7 +14,7 @@ from tests.support import cli_env, t2v
 pytest.importorskip("qdrant_edge")
 
 
-@pytest.mark.slow  # three CLI processes (each imports torch)
+@pytest.mark.slow  # four CLI processes (each imports torch)
 def test_export_to_qdrant_then_verify_and_search_through_it(tmp_path: Path) -> None:
     rng = np.random.default_rng(20)
     with Store.open(tmp_path / "s", identity(), create=True) as store:
@@ -27,6 +27,8 @@ def test_export_to_qdrant_then_verify_and_search_through_it(tmp_path: Path) -> N
     # the setting makes every command use it: verify checks the engine too
     ok = t2v("index", "verify", "--index", tmp_path / "s", env=cli_env(T2V_VECTORS__BACKEND="qdrant"))
     assert ok.returncode == 0 and ok.stdout.startswith("ok: 12 clips"), ok.stderr
+    stats = t2v("index", "stats", "--index", tmp_path / "s", env=cli_env(T2V_VECTORS__BACKEND="qdrant"))
+    assert "\nqdrant: 10 clips, one point each\n" in stats.stdout, stats.stderr
     bad = t2v("index", "export", "--to", "milvus", "--index", tmp_path / "s")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: unknown vector backend 'milvus' (choose from faiss, qdrant)"
