@@ -10,6 +10,9 @@ from pydantic import BaseModel, Field
 VideoId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
+Source = Literal["visual", "subtitles", "speech", "ocr"]  # what a search may fuse
+
+
 class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, description="free-text description of the moment")
     # strict: the schema says integer/boolean, so 1.5, "3" or 0-for-false are refused (422)
@@ -23,7 +26,7 @@ class SearchRequest(BaseModel):
     explain: bool = Field(
         False, strict=True, description="add per-result explanations (matched frames, views)"
     )
-    sources: list[Literal["visual", "subtitles", "speech", "ocr"]] | None = Field(
+    sources: list[Source] | None = Field(
         None,
         min_length=1,
         description="rankings to fuse: visual (partial alignment) and the text tracks (subtitles, speech, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 
 from ..engine import Engine
-from ..schemas import SearchRequest, SearchResponse
+from ..schemas import SearchRequest, SearchResponse, Source
 from .deps import engine, require_read_key
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])
@@ -13,7 +13,8 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_
 
 @router.post("/search", response_model=SearchResponse)
 async def search(body: SearchRequest, eng: Engine = Depends(engine)) -> SearchResponse:
-    """Moments ranked by the partial-alignment score of the query against the stored video sets."""
+    """Moments ranked by the partial-alignment score of the query against the stored video sets,
+    fused with the full-text ranking of their subtitles, speech and on-screen text (`sources`)."""
     return await eng.search(body)
 
 
@@ -23,10 +24,15 @@ async def search_get(
     top_k: int = Query(10, ge=1, le=100),
     group_by_video: bool = Query(False),
     moments_per_video: int = Query(1, ge=1, le=50),
+    sources: list[Source] | None = Query(None, description="repeat: sources=visual&sources=ocr"),
     eng: Engine = Depends(engine),
 ) -> SearchResponse:
     """The same search for simple clients: `GET /v1/search?q=...`."""
     body = SearchRequest(
-        query=q, top_k=top_k, group_by_video=group_by_video, moments_per_video=moments_per_video
+        query=q,
+        top_k=top_k,
+        group_by_video=group_by_video,
+        moments_per_video=moments_per_video,
+        sources=sources,
     )
     return await eng.search(body)

@@ -110,6 +110,9 @@ def test_sources_choose_the_rankings(client: httpx.Client) -> None:
     assert only_ocr == []  # the words are in subtitles, not on screen
     subs = search(client, "elephant", sources=["subtitles"])
     assert [r["video_id"] for r in subs] == [vid["embedded"]] and subs[0]["visual_score"] is None
+    got = client.get("/v1/search", params={"q": "elephant", "sources": ["subtitles"]})
+    assert got.status_code == 200 and [r["video_id"] for r in got.json()["results"]] == [vid["embedded"]]
+    assert client.get("/v1/search", params={"q": "x", "sources": "sound"}).status_code == 422
     for bad in (["sound"], []):
         r = client.post("/v1/search", json={"query": "x", "sources": bad})
         assert r.status_code == 422, r.text
