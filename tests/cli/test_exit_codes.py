@@ -72,6 +72,7 @@ def test_format_time() -> None:
     assert format_time(3725.25) == "1:02:05.25"
 
 
+@pytest.mark.slow  # the media code imports torch (~4 s)
 def test_a_missing_ffmpeg_is_named(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 64)

@@ -30,15 +30,13 @@ print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)), file=sys.stder
     [
         ["--help"],
         ["settings"],
-        ["search", "--help"],
         ["index", "add", "--help"],
         ["search", "a red circle", "--server", "http://127.0.0.1:{port}"],
-        ["ingest", "--server", "http://127.0.0.1:{port}", "{repo}/README.md"],
     ],
     ids=lambda a: " ".join(a[:2]),
 )
 def test_commands_without_a_model_import_no_model_stack(args: list[str]) -> None:
-    argv = [a.format(port=free_port(), repo=REPO) for a in args]  # --server: nothing listens there
+    argv = [a.format(port=free_port()) for a in args]  # --server: nothing listens there
     code = PROBE.format(heavy=repr(HEAVY))
     proc = subprocess.run(
         [sys.executable, "-c", code, *argv],
