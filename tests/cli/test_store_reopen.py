@@ -26,7 +26,9 @@ def test_a_store_the_service_created_is_reopened_by_the_cli(
 ) -> None:
     store = tmp_path / "served"
     # what `t2v serve` does on its first start: load the configured model, create the store
-    lib = open_library(ServiceSettings(index_dir=store, var_dir=tmp_path / "var", model={"checkpoint": tiny_ckpt}))
+    lib = open_library(
+        ServiceSettings(index_dir=store, var_dir=tmp_path / "var", model={"checkpoint": tiny_ckpt})
+    )
     lib.close()
     assert manifest(store)["model"]["checkpoint_path"] == str(tiny_ckpt.resolve())
     # `t2v index add X --index <that store>` and `t2v search --index <that store>`: no model flags
