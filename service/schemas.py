@@ -92,7 +92,6 @@ class Moment(BaseModel):
     )
 
 
-
 class SearchResponse(BaseModel):
     query: str
     results: list[Moment]
@@ -103,7 +102,6 @@ class SearchResponse(BaseModel):
         description="scores below this are weak matches: the 0.9 quantile of the best scores of nonsense "
         "queries on this library (null while it is empty)",
     )
-
 
 
 class Video(BaseModel):
