@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount, Route
 
 log = logging.getLogger("t2v.service")
 
@@ -120,10 +121,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return JSONResponse(error_body("invalid_input", validation_message(exc.errors())), 422)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # the trace goes to the log, never to the client
@@ -134,3 +138,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    todo = list(request.app.routes)
+    while todo:  # included routers nest their routes
+        route = todo.pop()
+        if isinstance(route, Route):
+            if route.matches(request.scope)[0] != Match.NONE:
+                methods |= route.methods or set()
+        elif not isinstance(route, Mount):
+            inner = getattr(route, "original_router", route)  # FastAPI's included-router wrapper
+            todo.extend(getattr(inner, "routes", []))
+    return sorted(methods)

@@ -56,6 +56,8 @@ def _statuses(method: str, path: str) -> set[int]:
     if not path.startswith("/v1/"):
         return codes
     codes |= {401, 422, 503}
+    if method == "post":
+        codes.add(400)  # a body that is not JSON / not multipart
     write = (method, path) in (("post", "/v1/ingest"), ("delete", "/v1/videos/{video_id}"))
     if write:
         codes.add(403)
@@ -101,6 +103,7 @@ def document_contract(app: FastAPI, settings: ServiceSettings) -> None:
                 if path.startswith("/v1/"):
                     write = "403" in responses
                     op["security"] = keyed if write and settings.api_keys else [{}, *keyed]
+        _integer_bounds(schema)
         app.openapi_schema = schema
         return schema
 
@@ -119,3 +122,22 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _integer_bounds(node: Any) -> None:
+    """Integer bounds as integers: pydantic writes `le=2**63 - 1` as a float, which rounds up to
+    2**63 (so a client may send an id the server must refuse)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum"):
+                v = node.get(key)
+                if isinstance(v, float) and v.is_integer():
+                    node[key] = _INT64_MAX if v >= _INT64_MAX else int(v)
+        for value in node.values():
+            _integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integer_bounds(value)

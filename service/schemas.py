@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 # store ids are SQLite integers: larger values overflowed into a 500 (found by API fuzzing)
 VideoId = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -15,14 +15,17 @@ Source = Literal["visual", "subtitles", "speech", "ocr"]  # what a search may fu
 
 class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, description="free-text description of the moment")
-    # strict: the schema says integer/boolean, so 1.5, "3" or 0-for-false are refused (422)
-    top_k: int = Field(10, ge=1, le=100, strict=True, description="how many moments (or videos) to return")
+    # booleans and min_score are strict (0 is not false, false is not 0.0); an integer may come as
+    # 37.0 (JSON Schema's integer) but never 2.5
+    top_k: int = Field(10, ge=1, le=100, description="how many moments (or videos) to return")
     group_by_video: bool = Field(False, strict=True, description="one result per video: its best moment")
     moments_per_video: int = Field(
         1, ge=1, le=50, description="grouped: also return up to this many moments per video, in `more`"
     )
     video_ids: list[VideoId] | None = Field(None, description="restrict the search to these videos")
-    min_score: float | None = Field(None, allow_inf_nan=False, description="drop results scoring below this")
+    min_score: float | None = Field(
+        None, strict=True, allow_inf_nan=False, description="drop results scoring below this"
+    )
     explain: bool = Field(
         False, strict=True, description="add per-result explanations (matched frames, views)"
     )
@@ -32,6 +35,14 @@ class SearchRequest(BaseModel):
         description="rankings to fuse: visual (partial alignment) and the text tracks (subtitles, speech, "
         "ocr: full-text BM25); default all of them",
     )
+
+    @field_validator("top_k", "moments_per_video", "video_ids", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: object) -> object:
+        # JSON true/false are not integers (pydantic's lax mode would take them as 1/0)
+        if isinstance(v, bool) or (isinstance(v, list) and any(isinstance(x, bool) for x in v)):
+            raise ValueError("must be an integer, not a boolean")
+        return v
 
 
 class FrameContribution(BaseModel):

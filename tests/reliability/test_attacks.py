@@ -275,8 +275,13 @@ def test_the_contract_is_stated_and_strict(server: dict[str, Any]) -> None:
             b'{"query": "red", "group_by_video": "yes"}',
             b'{"query": "red", "min_score": NaN}',
             b'{"query": "red", "top_k": 2.5}',
+            b'{"query": "red", "top_k": true}',
+            b'{"query": "red", "video_ids": [false]}',
+            b'{"query": "red", "min_score": false}',
         ):
             r = c.post("/v1/search", content=body, headers={"Content-Type": "application/json"})
             assert r.status_code == 422, (body, r.status_code, r.text)
-        r = c.post("/v1/search", json={"query": "red", "explain": False, "top_k": 2})
-        assert r.status_code == 200, r.text
+        r = c.post("/v1/search", json={"query": "red", "explain": False, "top_k": 2.0})
+        assert r.status_code == 200, r.text  # 2.0 is an integer in JSON Schema
+        r = c.request("OPTIONS", "/v1/search")
+        assert r.status_code == 405 and set(r.headers["allow"].split(", ")) >= {"GET", "POST"}
