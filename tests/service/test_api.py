@@ -283,6 +283,7 @@ def test_limits(client: httpx.Client, server: Server, colour_videos: dict, tmp_p
     wait_job(client, first["id"])
     third = client.post("/v1/ingest", json={"paths": [str(colour_videos["cyan"])]})
     assert third.status_code == 202
+    wait_job(client, third.json()["id"])  # leave no job running for the next test
 
 
 def test_unknown_route_and_metrics(client: httpx.Client) -> None:
