@@ -103,11 +103,19 @@ def remote_search(
     video_ids: list[int] | None,
     min_score: float | None,
     as_json: bool,
+    sources: list[str] | None = None,
 ) -> None:
     """`t2v search --server`: the same output shape as a local search, from POST /v1/search."""
+    from service.cli.words import match_lines
+
     with RemoteClient(server, api_key) as client:
         body = client.search(
-            query, top_k=top_k, group_by_video=group_by_video, video_ids=video_ids, min_score=min_score
+            query,
+            top_k=top_k,
+            group_by_video=group_by_video,
+            video_ids=video_ids,
+            min_score=min_score,
+            sources=sources,  # None: the server's default (every source the library has)
         )
     if as_json:
         typer.echo(json.dumps(body, indent=2))
@@ -118,6 +126,8 @@ def remote_search(
     for m in body["results"]:
         span = f"{format_time(m['start'])}-{format_time(m['end'])}"
         typer.echo(f"{m['score']:.4f}  video {m['video_id']}  {span}  {m['title']}")
+        for line in match_lines(m.get("matches") or (), query):
+            typer.echo(line)
     typer.echo(f"({body['took_ms']:.0f} ms on {server})", err=True)
 
 

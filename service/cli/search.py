@@ -55,7 +55,8 @@ def search(
     if server is not None:  # a remote service does the search (service/cli/remote.py)
         from service.cli.remote import remote_search
 
-        remote_search(server, api_key, query, top_k, group_by_video, video_id or None, min_score, as_json)
+        ids = video_id or None
+        remote_search(server, api_key, query, top_k, group_by_video, ids, min_score, as_json, source or None)
         return
     from indexer.search.fusion import check_sources, fused_search
     from indexer.search.searcher import Searcher

@@ -12,7 +12,7 @@ import pytest
 
 from indexer.corpora.lavfi import render_colour_box
 from indexer.text.synth import ocr_video, speech_video, subtitle_video
-from tests.support import Server, server_settings, wait_job
+from tests.support import Server, server_settings, t2v, wait_job
 
 pytestmark = pytest.mark.slow  # a server, five ingestions with OCR and speech: a minute or two
 
@@ -116,6 +116,20 @@ def test_sources_choose_the_rankings(client: httpx.Client) -> None:
     for bad in (["sound"], []):
         r = client.post("/v1/search", json={"query": "x", "sources": bad})
         assert r.status_code == 422, r.text
+
+
+def test_cli_against_the_server_shows_the_line_and_takes_sources(client: httpx.Client) -> None:
+    url = str(client.base_url).rstrip("/")
+    found = t2v("search", "purple elephant", "--server", url, "-k", "1")
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert "embedded" in lines[0] and "0:12.00" in lines[0]
+    assert lines[1] == "    subtitled at 0:12.00: the *purple* *elephant* dances"
+    visual = t2v("search", "purple elephant", "--server", url, "-k", "1", "--source", "visual")
+    assert visual.returncode == 0, visual.stderr
+    assert "subtitled" not in visual.stdout
+    bad = t2v("search", "x", "--server", url, "--source", "sound")
+    assert bad.returncode != 0 and bad.stderr.strip().startswith("error:")
 
 
 def test_deleted_videos_words_are_not_found(client: httpx.Client) -> None:
