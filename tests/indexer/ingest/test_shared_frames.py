@@ -18,7 +18,10 @@ from tests.support import colour_video
 def test_shared_frames_store_the_same_bytes_with_fewer_tower_images(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model("t2v-tiny")
-    videos = [colour_video(tmp_path / "a.mp4", "red", 13, speed=7), colour_video(tmp_path / "b.mp4", "blue", 9)]
+    videos = [
+        colour_video(tmp_path / "a.mp4", "red", 13, speed=7),
+        colour_video(tmp_path / "b.mp4", "blue", 9),
+    ]
     images: list[int] = []  # images per image-tower call
     hook = model.backbone.clip.visual.register_forward_hook(lambda _m, args, _o: images.append(len(args[0])))
     stored: dict[bool, list[np.ndarray]] = {}
