@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from model import CheckpointError, ConfigError, T2VConfig, T2VParser, create_model, get_config, model_identity
-from model.checkpoint import check_compatible
+from model.checkpoint import check_compatible, save_checkpoint
 from model.temporal import TemporalBranch
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "t2v-demo.pt"
@@ -133,24 +133,36 @@ def test_config_identity_unchanged_without_the_branch() -> None:
         get_config("t2v-tiny-zeroshot").replace(temporal_layers=2)
 
 
-@pytest.mark.skipif(not DEMO.is_file(), reason="demo checkpoint not present")
-def test_demo_checkpoint_and_its_identity_unchanged() -> None:
-    demo = create_model(checkpoint=DEMO)
-    assert demo.visual_temporal is None
-    ident = model_identity(demo)
+def test_a_checkpoint_without_temporal_branch_keeps_its_identity(tmp_path: Path) -> None:
+    """Checkpoints written before the temporal branch existed (e.g. the previous demo model,
+    config t2v-demo) load unchanged: same identity keys, same video sets in the temporal config."""
+    torch.manual_seed(0)
+    path = tmp_path / "plain.pt"
+    cfg = get_config("t2v-demo")
+    save_checkpoint(path, cfg, create_model(cfg).state_dict())
+    plain = create_model(checkpoint=path)
+    assert plain.visual_temporal is None
+    ident = model_identity(plain)
     assert set(ident["config"]) == {
         "backbone", "pretrained", "mode", "frames", "num_tokens", "decoder_layers", "decoder_heads",
         "tau", "plus", "pre_norm", "diversity_weight", "name",
     }  # fmt: skip
-    # the demo weights in the temporal demo config compute exactly the demo's video sets
+    # the same weights in the temporal demo config compute exactly the same video sets
     torch.manual_seed(0)
     on = create_model("t2v-demo-temporal")
-    missing = on.load_state_dict(demo.state_dict(), strict=False).missing_keys
+    missing = on.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert missing and all(k.startswith("visual_temporal.") for k in missing)
-    s = demo.backbone.preprocess.size
-    frames = torch.randn(2, demo.config.frames, 3, s, s, generator=torch.Generator().manual_seed(6))
+    s = plain.backbone.preprocess.size
+    frames = torch.randn(2, plain.config.frames, 3, s, s, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
-        assert torch.equal(demo.encode_videos(frames).vectors, on.encode_videos(frames).vectors)
+        assert torch.equal(plain.encode_videos(frames).vectors, on.encode_videos(frames).vectors)
+
+
+@pytest.mark.skipif(not DEMO.is_file(), reason="demo checkpoint not present")
+def test_the_demo_model_has_its_temporal_branch() -> None:
+    demo = create_model(checkpoint=DEMO)
+    assert demo.visual_temporal is not None
+    assert model_identity(demo)["config"]["temporal_layers"] == demo.config.temporal_layers > 0
 
 
 def test_store_identity_of_text_only_model_matches() -> None:
