@@ -21,11 +21,13 @@ def assert_cannot_run(proc: subprocess.CompletedProcess[str], *words: str) -> No
         assert w in lines[0], lines[0]
 
 
+@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
 def test_missing_store_for_search(tmp_path: Path) -> None:
     proc = t2v("search", "a red square", "--index", tmp_path / "no-store")
     assert_cannot_run(proc, "is not a video store")
 
 
+@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
 def test_missing_config_for_index_add(tmp_path: Path) -> None:
     video = colour_video(tmp_path / "red.mp4", "red", 1.0)
     proc = t2v("index", "add", video, "--index", tmp_path / "store", "--config", tmp_path / "nope.json")

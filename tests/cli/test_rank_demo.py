@@ -36,6 +36,7 @@ def test_rank_demo_ranks_every_video_and_the_demo_model_finds_them() -> None:
     assert right >= 5, proc.stdout
 
 
+@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
 def test_rank_demo_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     proc = t2v("rank-demo", "--checkpoint", str(tmp_path / "none.pt"))
     assert proc.returncode == 2  # cannot run (service/cli/common.py)

@@ -10,6 +10,7 @@ import pytest
 from tests.support import Server, t2v
 
 
+@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
 def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
     out = t2v("serve", "--port", "70000")
     assert out.returncode == 2 and "port" in out.stderr and "Traceback" not in out.stderr

@@ -36,6 +36,7 @@ def test_a_bad_setting_is_one_line_naming_it(env: dict[str, str], words: tuple[s
     one_error_line(t2v("serve", env=cli_env(**env)), *words)
 
 
+@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
 def test_a_bad_setting_stops_every_command_that_reads_it() -> None:
     # `t2v preload` (the Docker start-up step) reads the service settings too
     one_error_line(t2v("preload", env=cli_env(T2V_PORT="abc")), "T2V_PORT")
@@ -50,6 +51,7 @@ def taken_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
 def test_a_taken_port_is_reported_not_moved(taken_port: int, tmp_path: Path) -> None:
     line = one_error_line(t2v("serve", "--port", str(taken_port)), f"port {taken_port}", "already in use")
     assert "--port" in line

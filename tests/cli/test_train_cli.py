@@ -154,6 +154,7 @@ def test_eval_of_missing_data_set(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "not found" in r.output
 
 
+@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
 def test_synth_renderer_2_writes_its_own_benchmark(tmp_path: Path) -> None:
     out = tmp_path / "s2"
     r = support.t2v("synth", out, "--renderer", "2", "--train", "2", "--val", "1", "--test", "1")
