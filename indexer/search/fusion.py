@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from indexer.search.searcher import ScoredMoment, Searcher, SearchResult, VideoHits
+from indexer.search.searcher import ScoredMoment, Searcher, SearchResult, group_moments
 from indexer.store import ClipRecord
 from indexer.store.texttracks import TextHit, query_words
 from indexer.text.lines import SOURCES, TEXT_SOURCES
@@ -173,7 +173,7 @@ def fused_search(
         moments = [m for m in moments if isinstance(m, FusedMoment) and m.matches]
     groups = None
     if group_by_video:
-        groups = _group(moments, top_k, moments_per_video)
+        groups = group_moments(moments, top_k, moments_per_video)
         moments = [m for g in groups for m in g.moments]
     else:
         moments = moments[:top_k]
@@ -203,16 +203,3 @@ def _fuse(
         + (-lines[c][0].bm25 / best * 3.0 if c in lines else 0.0)  # 3 sd for the best line
         for c in ids
     }
-
-
-def _group(moments: list[ScoredMoment], top_k: int, per_video: int) -> list[VideoHits]:
-    groups: dict[int, VideoHits] = {}
-    for m in moments:
-        g = groups.get(m.video_id)
-        if g is None:
-            if len(groups) >= top_k:
-                continue
-            g = groups[m.video_id] = VideoHits(m.video_id, m.title, m.path, m.score, [])
-        if len(g.moments) < per_video:
-            g.moments.append(m)
-    return list(groups.values())

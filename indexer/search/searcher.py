@@ -205,7 +205,7 @@ class Searcher:
         ]
         groups = None
         if group_by_video:
-            groups = _group(moments, top_k, moments_per_video)
+            groups = group_moments(moments, top_k, moments_per_video)
             moments = [m for g in groups for m in g.moments]
         t4 = time.perf_counter()
         label = query if isinstance(query, str) else ""
@@ -219,7 +219,7 @@ class Searcher:
         return SearchResult(label, moments, groups, int(len(clip_ids)), timings, text)
 
 
-def _group(moments: list[ScoredMoment], top_k: int, per_video: int) -> list[VideoHits]:
+def group_moments(moments: list[ScoredMoment], top_k: int, per_video: int) -> list[VideoHits]:
     """Moments (best first) -> the top_k videos, each with its best `per_video` moments."""
     groups: dict[int, VideoHits] = {}
     for m in moments:
