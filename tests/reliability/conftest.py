@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,41 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """12 small distinct mp4s (distinct content hashes), 2-3 s each, in one allowed root."""
     root = tmp_path_factory.mktemp("corpus")
     return [colour_video(root / f"{c}.mp4", c, 2.0 + i % 2, speed=20 + 3 * i) for i, c in enumerate(COLOURS)]
+
+
+@contextmanager
+def mounted_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
+    """A real small filesystem of `size` (e.g. "3m") mounted at `mnt` (created) that a test can fill
+    to the last byte; skips the test where a tmpfs cannot be mounted (not root, no `mount`)."""
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode()[:200]}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(mnt: Path) -> Path:
+    """Fill the filesystem at `mnt` to the last byte; the filler file (unlink it: space is back)."""
+    filler = mnt / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+        try:
+            while True:
+                f.write(b"\0")
+                f.flush()
+        except OSError:
+            pass
+    return filler
 
 
 def base_env() -> dict[str, str]:

@@ -6,8 +6,6 @@ Now: 507, the worker reports the problem on /readyz and /metrics, and resumes on
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,26 +16,16 @@ import pytest
 
 from tests.support import wait_job
 
-from .conftest import Zygote, kill9, tiny_settings
+from .conftest import Zygote, fill, kill9, mounted_tmpfs, tiny_settings
 from .test_attacks import store_write_locked, wait_item_running
-from .test_disk_full import fill
 
 pytestmark = pytest.mark.slow  # a live server, a tmpfs, ingestion jobs
 
 
 @pytest.fixture
 def var_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "var"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode()[:200]}")
-    try:
+    with mounted_tmpfs(tmp_path / "var", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
