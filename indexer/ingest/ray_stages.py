@@ -25,7 +25,7 @@ from indexer.store import Store, store_identity
 from model import T2VParser
 from model.fileio import atomic_path
 
-from .commit import encode_clips
+from .encode import FrameFeatures, encode_clip_batch
 from .prepare import ClipPlan, IngestItem, IngestResult, prepare_video, unexpected_failure
 
 
@@ -127,14 +127,17 @@ class ClipEncoder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
         metas = [json.loads(m) for m in batch["meta"]]
-        clips: list[np.ndarray] = []  # (T, S, S, 3) uint8 per clip, videos in batch order
+        # the local path's encoding: the image tower once per distinct frame of a video (overlapping
+        # windows share most sample times), each clip's set from the cached frame vectors
+        clips: list[tuple[FrameFeatures, np.ndarray]] = []  # (video's frames, (T,) indices), in order
         for meta, frames, gather in zip(metas, batch["frames"], batch["gather"], strict=True):
             if "video" in meta:
-                clips.extend(frames[g] for g in gather)
+                ff = FrameFeatures(frames)
+                clips.extend((ff, g) for g in gather)
         shard, first = "", np.zeros(len(metas), np.int64)
         if clips:
             out = [
-                encode_clips(self.model, np.stack(clips[i : i + self.batch_size]))
+                encode_clip_batch(self.model, clips[i : i + self.batch_size])
                 for i in range(0, len(clips), self.batch_size)
             ]  # each (b, T+K, D) float16
             mats = np.concatenate(out)  # (sum C, T+K, D)
