@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -87,6 +88,16 @@ class IndexerSettings(BaseSettings):
         if self.model.checkpoint is None and self.model.config == "t2v-tiny" and DEMO_CHECKPOINT.exists():
             self.model.checkpoint = DEMO_CHECKPOINT
         return self
+
+
+def process_threads(default: int | None = None) -> int:
+    """Intra-op torch threads for this process: OMP_NUM_THREADS when it is a positive integer (the
+    user's, or Ray's per actor), else `default` (None: every CPU this process may run on, which is
+    what `t2v index add` runs with)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return default if default is not None else len(os.sched_getaffinity(0))
 
 
 def resolve_device(device: str) -> str:

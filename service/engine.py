@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -23,6 +22,7 @@ from fastapi import Request
 from prometheus_client import Gauge
 
 from indexer.media.opened import MediaRefused, OpenedMedia, container_type, open_media
+from indexer.settings import process_threads
 from indexer.store import VideoRecord
 
 from .errors import InvalidInput, NotFound, NotReady, RangeNotSatisfiable, TooManyJobs, TooManySearches
@@ -62,7 +62,8 @@ class Engine:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="t2v-work", initializer=init)
         # ingestion is throughput work: it gets an indexing process's threads (measured 1.47x slower
         # than the CLI on the query setting); searches keep theirs (per-thread torch setting)
-        ingest_threads = settings.ingest_threads or _process_threads()
+        # set even when the default: a thread that sets none takes the last value any thread set
+        ingest_threads = settings.ingest_threads or process_threads()
         ingest_init = partial(_init_worker_thread, ingest_threads, metrics.torch_threads.labels("ingest"))
         self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="t2v-ingest", initializer=ingest_init)
         self._lib: Library | None = None
@@ -508,13 +509,6 @@ def _init_worker_thread(torch_threads: int, gauge: Gauge) -> None:
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     gauge.set(torch.get_num_threads())  # what this pool's threads run with (per thread in torch)
-
-
-def _process_threads() -> int:
-    """The intra-op threads torch gives a process (what `t2v index add` runs with). Set explicitly:
-    a thread that never set its own takes the last value any thread set (here: the query pools')."""
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
 
 
 def _thumb_url(video_id: int, t: float) -> str:
