@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indexer.store.metadata import immediate_transaction
+
 from .errors import InsufficientStorage
 
 TERMINAL = ("done", "duplicate", "failed")
@@ -95,19 +97,15 @@ class JobStore:
         now = time.time()
         with self._lock:
             try:
-                self._tx("BEGIN IMMEDIATE")
-                self._tx("INSERT INTO jobs VALUES (?,?,?,?)", (job_id, kind, now, now))
-                self._db.executemany(
-                    "INSERT INTO items(job_id, idx, path, name, title, state) VALUES (?,?,?,?,?,'queued')",
-                    [(job_id, i, p, n, t) for i, (p, n, t) in enumerate(items)],
-                )
-                self._tx("COMMIT")
-            except BaseException as e:
-                # SQLite rolls back by itself after SQLITE_FULL/IOERR: a second ROLLBACK would
-                # raise 'cannot rollback' and hide the real error
-                if self._db.in_transaction:
-                    self._tx("ROLLBACK")
-                if isinstance(e, sqlite3.Error) and is_storage_error(e):
+                with immediate_transaction(self._db) as cur:
+                    cur.execute("INSERT INTO jobs VALUES (?,?,?,?)", (job_id, kind, now, now))
+                    cur.executemany(
+                        "INSERT INTO items(job_id, idx, path, name, title, state) "
+                        "VALUES (?,?,?,?,?,'queued')",
+                        [(job_id, i, p, n, t) for i, (p, n, t) in enumerate(items)],
+                    )
+            except sqlite3.Error as e:
+                if is_storage_error(e):
                     raise InsufficientStorage(
                         f"cannot record the job: {e} (free space in the var dir)"
                     ) from e

@@ -26,6 +26,24 @@ from indexer.store.records import (
 )
 from indexer.text.lines import VideoText
 
+
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """One `BEGIN IMMEDIATE` ... `COMMIT` on `db` (opened with isolation_level=None; the caller holds
+    its lock). On an error it rolls back only if SQLite has not already: after SQLITE_FULL/IOERR
+    SQLite rolls back by itself, and a second ROLLBACK would raise 'cannot rollback' and hide the
+    real error. Also the job database's (service/jobs.py)."""
+    cur = db.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            cur.execute("ROLLBACK")
+        raise
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS videos (
@@ -140,16 +158,8 @@ class Metadata:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._db.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite already rolled back after e.g. SQLITE_FULL
-                    cur.execute("ROLLBACK")
-                raise
+        with self._lock, immediate_transaction(self._db) as cur:
+            yield cur
 
     # ------------------------------------------------------------ what the in-memory view follows
     def data_version(self) -> int:
