@@ -12,7 +12,6 @@ Ray itself is not imported here.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.settings import process_threads
 from indexer.store import Store, store_identity
 from model import T2VParser
 from model.fileio import atomic_path
@@ -119,7 +119,7 @@ class ClipEncoder:
 
         if device == "cpu":
             # one thread per CPU the actor was given: the decode tasks need the others
-            torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+            torch.set_num_threads(process_threads(default=1))
         self.model = recipe.build(device)
         self.batch_size = batch_size
         self.shard_dir = Path(shard_dir)
