@@ -488,8 +488,10 @@ class Engine:
 
     def _ingest_one(self, item: WorkItem) -> tuple[str, str | None, int | None]:
         """Runs in the ingest thread: (state, reason, video_id)."""
+        nxt = self.jobs.peek_next()  # decoded while this item encodes (acknowledged in queue order)
+        upcoming = (Path(nxt.path), nxt.title) if nxt is not None else None
         try:
-            outcome = self.lib.ingest(Path(item.path), item.title, self._read_roots())
+            outcome = self.lib.ingest(Path(item.path), item.title, self._read_roots(), upcoming)
         except IngestFailed as e:
             self._drop_upload(Path(item.path))
             return "failed", e.reason, None

@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
 """
 
+# the queue's order: jobs by creation, items by index
+_NEXT_QUEUED = (
+    "SELECT i.* FROM items i JOIN jobs j ON j.id = i.job_id WHERE i.state='queued' "
+    "ORDER BY j.created, i.job_id, i.idx LIMIT 1"
+)
+
 
 def is_storage_error(e: BaseException) -> bool:
     """A full or failing disk (as opposed to a bug): ENOSPC/EDQUOT/EIO, or SQLite's FULL/IOERR."""
@@ -115,10 +121,7 @@ class JobStore:
     def claim_next(self) -> WorkItem | None:
         """The oldest queued item, marked running."""
         with self._lock:
-            row = self._tx(
-                "SELECT i.* FROM items i JOIN jobs j ON j.id = i.job_id WHERE i.state='queued' "
-                "ORDER BY j.created, i.job_id, i.idx LIMIT 1"
-            ).fetchone()
+            row = self._tx(_NEXT_QUEUED).fetchone()
             if row is None:
                 return None
             now = time.time()
@@ -128,6 +131,14 @@ class JobStore:
             )
             self._tx("UPDATE jobs SET updated=? WHERE id=?", (now, row["job_id"]))
             return WorkItem(row["job_id"], row["idx"], row["path"], row["title"], bool(row["resumed"]))
+
+    def peek_next(self) -> WorkItem | None:
+        """The item `claim_next` would return now, left queued (what the worker may decode ahead)."""
+        with self._lock:
+            row = self._tx(_NEXT_QUEUED).fetchone()
+        if row is None:
+            return None
+        return WorkItem(row["job_id"], row["idx"], row["path"], row["title"], bool(row["resumed"]))
 
     def finish(
         self, item: WorkItem, state: str, reason: str | None = None, video_id: int | None = None

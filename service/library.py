@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from indexer.ingest.pipeline import Ingestor
+from indexer.ingest.pipeline import IngestItem, Ingestor, Prefetcher
 from indexer.media.video import segment_times
 from indexer.search.explain import Explanation, explain_clip, vector_contributions
 from indexer.search.fusion import fused_search
@@ -77,7 +77,7 @@ class Library:
         self.model = model  # text side only
         self.store = store
         self._counts: tuple[float, tuple[int, int, int]] | None = None
-        self._ingest: Ingestor | None = None
+        self._ingest: Prefetcher | None = None  # the ingestor, decoding the next queued file ahead
         self._ingest_lock = threading.Lock()
         self.searcher = Searcher(store, model, encoder=query_encoder(settings, model))
         self._calibration: tuple[int, float | None] | None = None  # (clips then, weak_below)
@@ -89,6 +89,8 @@ class Library:
         return f"{cfg.name or cfg.backbone} ({cfg.mode})" + (f" from {Path(ckpt).name}" if ckpt else "")
 
     def close(self) -> None:
+        if self._ingest is not None:
+            self._ingest.close()
         self.store.close()
 
     def counts(self) -> tuple[int, int, int]:
@@ -223,18 +225,26 @@ class Library:
         self._counts = None
         return True
 
-    def _ingestor(self) -> Ingestor:
+    def _ingestor(self) -> Prefetcher:
         with self._ingest_lock:
             if self._ingest is None:
                 # the visual tower is only needed here: built on the first ingestion
                 full = _build_model(self.settings, text_only=False)
-                self._ingest = Ingestor.from_settings(self.store, full, self.settings)
+                self._ingest = Prefetcher(Ingestor.from_settings(self.store, full, self.settings))
             return self._ingest
 
-    def ingest(self, path: Path, title: str | None, roots: tuple[Path, ...] | None = None) -> IngestOutcome:
+    def ingest(
+        self,
+        path: Path,
+        title: str | None,
+        roots: tuple[Path, ...] | None = None,
+        upcoming: tuple[Path, str | None] | None = None,
+    ) -> IngestOutcome:
         """Index one file (blocking). A duplicate names the stored video; failures raise IngestFailed.
-        roots: where the opened file must lie (checked on the descriptor, not the name)."""
-        result = self._ingestor().ingest_file(path, title, roots)
+        roots: where the opened file must lie (checked on the descriptor, not the name).
+        upcoming: the next queued (path, title), decoded while this file encodes."""
+        ahead = IngestItem(upcoming[0], upcoming[1], roots) if upcoming is not None else None
+        result = self._ingestor().ingest(IngestItem(path, title, roots), ahead)
         self._counts = None
         if result.status == "failed" or result.video_id is None:
             raise IngestFailed(result.reason or "ingestion failed")

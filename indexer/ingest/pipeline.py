@@ -5,6 +5,7 @@
     result = ingestor.ingest_file(path, title=None)  # IngestResult(status 'done'|'duplicate'|'failed')
     store.flush()                                    # after a series of ingest_file calls
     results = ingestor.ingest_many(items, on_progress=callback, stop=threading.Event())
+    result = Prefetcher(ingestor).ingest(item, upcoming=next_item)  # a queue fed one file at a time
 
 A decoder thread prepares videos (`prepare.prepare_video`) into a bounded queue while the calling
 thread batches clips across videos through `model.encode_videos` and writes each video to the
@@ -56,6 +57,7 @@ __all__ = [
     "IngestProgress",
     "IngestResult",
     "Ingestor",
+    "Prefetcher",
     "clip_windows",
     "expand_paths",
 ]
@@ -248,6 +250,73 @@ class Ingestor:
                 self.store.flush()
         return results
 
+    # ------------------------------------------------------------ one file at a time (Prefetcher)
+    def prepare(self, item: IngestItem) -> Prepared | IngestResult:
+        """The decode side of one file (any thread); never raises for a bad file."""
+        try:
+            return self._prepare(item)
+        except Exception as e:  # one bad file must not stop the caller's queue
+            return unexpected_failure(item, e)
+
+    def finish(self, got: Prepared | IngestResult) -> IngestResult:
+        """Encode and commit one prepared file (the caller's thread); committed on return."""
+        if isinstance(got, IngestResult):
+            return got
+        # decoded ahead: an earlier file may have committed the same content since
+        dup = stored_duplicate(self.store, got.item.path, got.video.content_hash)
+        if dup is not None:
+            return dup
+        features: dict[int, FrameFeatures] = {}
+        for start in range(0, len(got.spans), self.batch_size):  # the batches ingest_many makes
+            self._encode(
+                [(got, c) for c in range(start, min(start + self.batch_size, len(got.spans)))], features
+            )
+        return self._store(got)
+
     def _store(self, p: Prepared) -> IngestResult:
         mats = np.stack([m for m in p.encoded if m is not None])  # (C, n_v, D)
         return commit_video(self.store, p.item, p.video, p.spans, mats, p.started, text=p.text)
+
+
+class Prefetcher:
+    """Files handed over one at a time (a service's job queue), the next one decoding ahead.
+
+        pre = Prefetcher(ingestor)
+        result = pre.ingest(item, upcoming=next_item)   # committed on return; next_item decodes meanwhile
+        pre.close()
+
+    While `item` encodes, `upcoming` is prepared (probe, hash, frames, text) on one thread, so that
+    a queue of files runs as `ingest_many` does. Bounded: one file ahead. A prefetched 'duplicate'
+    is checked again when its turn comes (the store may have changed), a prefetched file is checked
+    against what was committed since, and a prefetch nobody asks for is dropped.
+    """
+
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="t2v-prefetch")
+        self._ahead: tuple[IngestItem, Future[Prepared | IngestResult]] | None = None
+
+    @property
+    def ahead(self) -> IngestItem | None:
+        """The file being prepared ahead, if any."""
+        return self._ahead[0] if self._ahead is not None else None
+
+    def ingest(self, item: IngestItem, upcoming: IngestItem | None = None) -> IngestResult:
+        got = self._take(item)
+        if upcoming is not None and upcoming != item:
+            self._ahead = (upcoming, self._pool.submit(self.ingestor.prepare, upcoming))
+        return self.ingestor.finish(got)
+
+    def _take(self, item: IngestItem) -> Prepared | IngestResult:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == item:
+            got = ahead[1].result()
+            if not (isinstance(got, IngestResult) and got.status == "duplicate"):
+                return got
+        elif ahead is not None:
+            ahead[1].cancel()  # not the next file after all (its decode, if running, just ends)
+        return self.ingestor.prepare(item)
+
+    def close(self) -> None:
+        self._ahead = None
+        self._pool.shutdown(wait=False, cancel_futures=True)

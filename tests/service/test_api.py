@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import Server, server_settings, wait_job
+from tests.support import Server, colour_video, server_settings, wait_job
 
 KEY = "test-key-123"
 MAX_UPLOAD = 200_000
@@ -370,3 +372,34 @@ def test_error_messages_name_the_field_or_say_the_body_is_not_json(client: httpx
         == "invalid ingest body: paths: Field required"
     )
     assert message(client.post("/v1/search", json={"query": "red", "top_k": "many"})).startswith("top_k: ")
+
+
+@pytest.mark.slow  # five files through the worker (~7 s on the loaded box)
+def test_job_items_run_pipelined_and_are_acknowledged_in_order(
+    client: httpx.Client, colour_videos: dict[str, Path]
+) -> None:
+    # the worker decodes the next queued file while the current one encodes (indexer Prefetcher)
+    root = colour_videos["red"].parent
+    folder = root / "queue"
+    folder.mkdir(exist_ok=True)
+    try:
+        first = colour_video(folder / "magenta.mp4", "magenta", 5, speed=9)
+        second = colour_video(folder / "navy.mp4", "navy", 4, speed=11)
+        copy = shutil.copy(second, folder / "navy-copy.mp4")  # decoded before `second` commits
+        third = colour_video(folder / "teal.mp4", "teal", 3, speed=13)
+        job = ingest_paths(client, [first, root / "notes.mp4", second, copy, third])
+        while True:  # every poll: the finished items are a prefix of the job (queue order)
+            view = client.get(f"/v1/jobs/{job['id']}").json()
+            states = [it["state"] for it in view["items"]]
+            finished = [s not in ("queued", "running") for s in states]
+            assert finished == sorted(finished, reverse=True), states
+            if view["state"] == "done":
+                break
+            time.sleep(0.05)
+        assert states == ["done", "failed", "done", "duplicate", "done"], view
+        ids = [it["video_id"] for it in view["items"]]
+        assert ids[0] < ids[2] < ids[4] and ids[3] == ids[2]  # the copy names the video before it
+        assert view["items"][1]["reason"]
+        assert client.get(f"/v1/videos/{ids[4]}").json()["title"] == "teal"
+    finally:
+        shutil.rmtree(folder)
