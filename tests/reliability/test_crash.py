@@ -8,96 +8,29 @@ half-present, and a rerun / restart completes the rest.
 from __future__ import annotations
 
 import random
-import re
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
-from indexer.store import Store
 from tests.support import free_port, wait_job
 
-from .conftest import Zygote, kill9, pid_alive, tiny_settings, wait_exit
+from .conftest import Zygote, kill9, tiny_settings
+from .kill_trials import check_store, cli_kill_trials, hits
 
 pytestmark = pytest.mark.slow  # kill -9 trials
 
-CLI_TRIALS = 12
+CLI_TRIALS = 4  # each trial is an add, a kill and a rerun: ~10-15 s on 2 busy cores
 SERVICE_TRIALS = 8
 SEED = 20261127
-ACK = re.compile(r"indexed: (.+) \(video (\d+),")
-
-
-def check_store(index: Path, acked: dict[str, int]) -> dict[str, int]:
-    """verify passes; acknowledged videos present once with their id; each video whole. -> path->id"""
-    store = Store.open(index)
-    try:
-        report = store.verify()
-        assert report.ok, report.problems
-        videos = store.list_videos(limit=10_000)
-        paths = [v.path for v in videos]
-        assert len(paths) == len(set(paths)), f"a video stored twice: {paths}"
-        hashes = [v.content_hash for v in videos]
-        assert len(hashes) == len(set(hashes))
-        by_path = {v.path: v.id for v in videos}
-        for path, vid in acked.items():
-            assert by_path.get(path) == vid, f"acknowledged {path} (video {vid}) lost: {by_path}"
-        # nothing half-present: every video has all its clips, each with its matrix and FAISS rows
-        live = set(store.live_clip_ids([v.id for v in videos]).tolist())
-        for v in videos:
-            clips = store.clips_of(v.id)
-            assert len(clips) == v.num_clips > 0
-            assert {c.id for c in clips} <= live
-            mats = store.matrices(np.asarray([c.id for c in clips], dtype=np.int64))
-            assert np.isfinite(mats.astype(np.float32)).all()
-        return by_path
-    finally:
-        store.close()
-
-
-def acked_lines(log: Path) -> dict[str, int]:
-    return {m.group(1): int(m.group(2)) for m in ACK.finditer(log.read_text())}
-
-
-def cli_add(zygote: Zygote, corpus_dir: Path, index: Path, ckpt: Path, log: Path) -> int:
-    argv = ["index", "add", str(corpus_dir), "--index", str(index), "--checkpoint", str(ckpt)]
-    return zygote.cli([*argv, "--window", "1", "--stride", "1", "--batch-size", "4"], log)
 
 
 def test_kill9_during_cli_add(zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
-    rng = random.Random(SEED)
-    corpus_dir = corpus[0].parent
-    # calibrate: how long one uninterrupted add takes here
-    t0 = time.monotonic()
-    pid = cli_add(zygote, corpus_dir, tmp_path / "calib", tiny_ckpt, tmp_path / "calib.log")
-    wait_exit(pid, 180)
-    full = time.monotonic() - t0
-    assert len(acked_lines(tmp_path / "calib.log")) == len(corpus), (tmp_path / "calib.log").read_text()
-    outcomes = []
-    for trial in range(CLI_TRIALS):
-        index, log = tmp_path / f"idx{trial}", tmp_path / f"add{trial}.log"
-        delay = rng.uniform(0.3, 0.95) * full
-        pid = cli_add(zygote, corpus_dir, index, tiny_ckpt, log)
-        time.sleep(delay)
-        was_running = pid_alive(pid)
-        kill9(pid)
-        acked = acked_lines(log)
-        if (index / "manifest.json").exists():
-            check_store(index, acked)
-        else:  # killed before the store's commit point (its manifest): the store does not exist yet
-            assert not acked, "a video was acknowledged before the store existed"
-        outcomes.append((round(delay, 2), was_running, len(acked)))
-        # the rerun completes the rest, skipping what is already stored
-        pid = cli_add(zygote, corpus_dir, index, tiny_ckpt, tmp_path / f"rerun{trial}.log")
-        wait_exit(pid, 180)
-        rerun = acked_lines(tmp_path / f"rerun{trial}.log")
-        assert not set(rerun) & set(acked), "a rerun re-indexed an acknowledged video"
-        final = check_store(index, acked)
-        assert sorted(final) == sorted(str(p) for p in corpus)
+    outcomes, full = cli_kill_trials(zygote, corpus, tiny_ckpt, tmp_path, trials=CLI_TRIALS, seed=SEED)
     print(f"\ncli kill -9 trials (delay s, running at kill, acknowledged): {outcomes} / full {full:.1f}s")
     # the seeded delays must actually hit ingestion, not only start-up or the end
-    assert sum(1 for _, running, n in outcomes if running and 0 < n < len(corpus)) >= 2, outcomes
+    assert hits(outcomes, len(corpus)) >= 2, outcomes
 
 
 def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
