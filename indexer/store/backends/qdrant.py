@@ -222,8 +222,16 @@ class ClientEngine:
     interface: tests pass its local mode, wrapped to record the calls)."""
 
     def __init__(
-        self, client: Any, collection: str, dim: int, shards: int, replicas: int, target: str
+        self,
+        client: Any,
+        collection: str,
+        dim: int,
+        shards: int,
+        replicas: int,
+        target: str,
+        write: bool = True,
     ) -> None:
+        """write=False (a read-only replica): never create the collection, only read it."""
         from qdrant_client import models
 
         self._m = models
@@ -232,6 +240,7 @@ class ClientEngine:
         self.target = f"{target}#{collection}"
         self.dim = dim
         self.shards, self.replicas = shards, replicas
+        self.write = write
         self._ensure()
 
     @classmethod
@@ -242,13 +251,19 @@ class ClientEngine:
             raise StoreError("a Qdrant server needs qdrant-client: pip install -e '.[qdrant]'") from e
         url = config.qdrant_url or ""
         client = QdrantClient(url=url, api_key=config.qdrant_api_key)
-        return cls(client, config.collection, dim, config.shards, config.replicas, url)
+        return cls(client, config.collection, dim, config.shards, config.replicas, url, config.write)
 
     def _ensure(self) -> None:
         m = self._m
         self.fresh = not self._client.collection_exists(self.collection)
         if not self.fresh:
             return
+        if not self.write:  # the writer creates it: a replica cannot know its shards or content
+            self._client.close()
+            raise StoreError(
+                f"the Qdrant collection {self.collection!r} does not exist at {self.target} "
+                "(a read-only replica, T2V_VECTORS__WRITE=false, never creates it: open the writer first)"
+            )
         self._client.create_collection(
             self.collection,
             vectors_config={
@@ -472,6 +487,8 @@ class QdrantBackend:
 
     def rebuild(self, clips: Clips, index_type: str | None = None) -> vi.IndexSpec:
         """Every live clip exported again into an emptied collection."""
+        if not self.config.write:
+            raise StoreError("a read-only replica (T2V_VECTORS__WRITE=false) never rebuilds the collection")
         self.engine.clear()
         self.exported, self._buried = 0, set()
         self.catch_up(clips.ids(), clips.matrices)
