@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from indexer.settings import DEMO_CHECKPOINT
-from tests.support import Server
+from tests.support import REPO, Server, cli_env
 
 pytestmark = pytest.mark.slow  # `t2v demo` end to end
 
@@ -133,3 +135,21 @@ def test_whole_video_captions_rank_their_video_first(demo_server: Server, demo_d
             if top != v["title"]:
                 misses.append((query, v["title"], top))
     assert firsts >= 8, f"only {firsts}/10 whole-video captions ranked their video first: {misses}"
+
+
+@pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason=f"the comparison encodes with {DEMO_CHECKPOINT}")
+def test_qdrant_backend_gives_the_same_results_on_the_demo_library(demo_dir: Path, tmp_path: Path) -> None:
+    """Issue 21's goal "zero result differences on the demo library", through its documented
+    command: every scene caption's top-10 moments (clip ids and scores) searched through FAISS
+    and through the in-process Qdrant engine. On a copy: the running server holds the store."""
+    pytest.importorskip("qdrant_edge")
+    work = tmp_path / "demo"
+    shutil.copytree(demo_dir / "videos", work / "videos", ignore=shutil.ignore_patterns("*.mp4"))
+    shutil.copytree(demo_dir / "index", work / "index", ignore=shutil.ignore_patterns("*.lock"))
+    cmd = [sys.executable, "bench/bench_backends.py", "--demo", str(work)]
+    out = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    scenes = sum(len(v["scenes"]) for v in demo_manifest(demo_dir))
+    assert result["queries"] == scenes >= 20 and result["demo_clips"] >= 20, result
+    assert result["differences"] == 0, result["differ"]
