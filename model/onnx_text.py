@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .checkpoint import state_hash
 from .fileio import atomic_path
+from .onnx_graph import linear_weights_as_matmuls
 from .t2vparser import T2VParser, TextSets
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("t2v.model")
 
 Precision = Literal["fp32", "int8"]
-FORMAT = 1  # bump when the graph's inputs/outputs or the export change
+FORMAT = 2  # bump when the graph's inputs/outputs or the export change
 _TEXT_SKIP = ("visual", "frame_mlp", "video_decoder")  # video-side weights: not in the graph
 
 
@@ -81,50 +82,65 @@ def graph_key(model: T2VParser) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _fold_constants(src: Path, dst: Path) -> None:
+    """ONNX Runtime's basic optimisation (constant folding) of `src`, saved at `dst`."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(dst)
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+
+
 def export_query_graph(model: T2VParser, path: Path) -> Path:
-    """Write the fp32 query graph as ONNX at `path`, with a dynamic sequence length."""
+    """Write the fp32 query graph as ONNX at `path`, with a dynamic sequence length.
+
+    The raw export is constant-folded and every linear layer becomes a MatMul with a constant
+    weight (`onnx_graph.linear_weights_as_matmuls`): ONNX Runtime pre-packs those once, which made
+    the ViT-B/32 query 1.3x faster than the Gemm/split graph at the same values, and the int8
+    quantiser can reach every weight.
+    """
+    import onnx
+
     graph = _QueryGraph(model).eval().cpu()
     context = int(model.backbone.text_tower.positional_embedding.shape[0])
     ids = model.tokenize(["a query to trace the graph with"])
     example = ids[:, : int(_eot_positions(model, ids)[0]) + 1]  # (1, n)
     n = torch.export.Dim("n", min=2, max=context)
-    with torch.no_grad(), atomic_path(path) as tmp:
-        torch.onnx.export(
-            graph,
-            (example,),
-            str(tmp),
-            input_names=["ids"],
-            output_names=["rows"],
-            dynamic_shapes={"ids": {1: n}},
-            dynamo=True,
-            external_data=False,
-            optimize=False,  # ONNX Runtime optimises the graph when it loads it; exporting is 3x faster
-            verify=False,  # checked against torch by the tests and the benchmark instead
-            verbose=False,
-        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
+        raw, folded = Path(tmp) / "raw.onnx", Path(tmp) / "folded.onnx"
+        with torch.no_grad():
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(raw),
+                input_names=["ids"],
+                output_names=["rows"],
+                dynamic_shapes={"ids": {1: n}},
+                dynamo=True,
+                external_data=False,
+                optimize=False,  # folded below by ONNX Runtime; exporting is 3x faster
+                verify=False,  # checked against torch by the tests and the benchmark instead
+                verbose=False,
+            )
+        _fold_constants(raw, folded)
+        proto, _ = linear_weights_as_matmuls(onnx.load(str(folded)))
+        with atomic_path(path) as out:
+            onnx.save(proto, str(out))
     return path
 
 
 def quantize_graph(fp32: Path, path: Path) -> Path:
-    """int8 weights for every MatMul (dynamic quantisation: activations stay float).
+    """int8 weights for every linear layer (dynamic quantisation: activations quantised per run).
 
-    The export leaves most weights behind a Transpose node, and only a MatMul whose weight is a
-    constant gets quantised (7 of 35 in the tiny graph): ONNX Runtime's constant folding runs first.
+    `fp32` is the exported graph, where every linear weight is already a MatMul constant.
     """
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".fold-") as tmp:
-        folded = Path(tmp) / "folded.onnx"
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = str(folded)
-        opts.log_severity_level = 3
-        ort.InferenceSession(str(fp32), opts, providers=["CPUExecutionProvider"])
-        with atomic_path(path) as out:
-            quantize_dynamic(
-                str(folded), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-            )
+    with atomic_path(path) as out:
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
     return path
 
 
@@ -145,8 +161,7 @@ class OnnxTextEncoder:
 
         key = graph_key(model)
         fp32 = Path(cache_dir) / f"query-{key}-fp32.onnx"
-        # "int8f": quantised after constant folding (an older "int8" file is not reused)
-        path = Path(cache_dir) / f"query-{key}-{'int8f' if precision == 'int8' else 'fp32'}.onnx"
+        path = Path(cache_dir) / f"query-{key}-{precision}.onnx"
         if not path.exists():
             log.info("exporting the query encoder to %s (once per model)", path)
             if not fp32.exists():
