@@ -175,8 +175,8 @@ class Engine:
         query = req.query.strip()
         if not query:
             raise InvalidInput("query is empty")
-        if len(query) > limits.max_query_chars:
-            raise InvalidInput(f"query is {len(query)} characters; the limit is {limits.max_query_chars}")
+        if len(req.query) > limits.max_query_chars:  # as sent: the schema's maxLength
+            raise InvalidInput(f"query is {len(req.query)} characters; the limit is {limits.max_query_chars}")
         if req.top_k > limits.max_top_k:
             raise InvalidInput(f"top_k {req.top_k} exceeds the limit of {limits.max_top_k}")
         lib = self.lib
@@ -247,12 +247,6 @@ class Engine:
         if rec.path:
             self._drop_upload(Path(rec.path))
 
-    async def video_file(self, video_id: int) -> tuple[Path, str]:
-        """The checked real path of a video's file and its type (for a reader that opens by name)."""
-        opened, media_type = await self.open_video(video_id)
-        opened.close()
-        return opened.real_path, media_type or "application/octet-stream"
-
     async def open_video(self, video_id: int) -> tuple[OpenedMedia, str | None]:
         """The video's file opened once (it must still be the regular file stored at its recorded
         real path: a symlink or a swapped directory is refused) and its video/* type from the
@@ -295,11 +289,17 @@ class Engine:
             return Thumbnail(etag, None)
         data = await self._run(self._thumbs.get, key)
         if data is None:
-            path, _ = await self.video_file(video_id)
+            # ffmpeg reads the checked descriptor (inherited), never the name: a swap after the
+            # check cannot make it read another file
+            opened, _ = await self.open_video(video_id)
+            width = self.settings.thumbnail_width
             try:
-                data = await self._run(jpeg_at, path, t, self.settings.thumbnail_width)
-            except ThumbnailError:
-                data = await self._run(jpeg_at, path, 0.0, self.settings.thumbnail_width)
+                try:
+                    data = await self._run(jpeg_at, opened.name, t, width, opened.fds)
+                except ThumbnailError:
+                    data = await self._run(jpeg_at, opened.name, 0.0, width, opened.fds)
+            finally:
+                opened.close()
             await self._run(self._thumbs.put, key, data)
         return Thumbnail(etag, data)
 
@@ -318,21 +318,22 @@ class Engine:
 
     async def submit_paths(self, body: IngestRequest) -> Job:
         self.lib  # noqa: B018 - 503 before the store is loaded
-        if body.titles is not None and len(body.titles) != len(body.paths):
-            raise InvalidInput("titles must have one entry per path")
         roots = self.settings.allowed_roots
         if len(body.paths) > self.settings.limits.max_items_per_job:  # refuse before a stat per path
             self._check_job_capacity(len(body.paths))
         # folders expand to their files, each confined the same way (off the loop: a walk)
         limit = self.settings.limits.max_items_per_job
         resolved = await self._run(expand_confined, body.paths, roots, limit)
-        if body.titles is not None and len(resolved) != len(body.paths):
-            raise InvalidInput("titles cannot be given for folders (one title per file)")
         if not resolved:
             raise InvalidInput("no files found under the given folder(s)")
         self._check_job_capacity(len(resolved))
-        titles = body.titles or [None] * len(resolved)
-        items = [(str(p), p.name, t) for p, t in zip(resolved, titles, strict=True)]
+        # titles[i] names the file paths[i] names; no entry there (a shorter list), a folder's
+        # files and entries past the paths: no title (each item shows the title it got). A length
+        # rule JSON Schema cannot state would be a schema-valid request refused.
+        titles = body.titles or []
+        items = [
+            (str(p), p.name, titles[i] if i is not None and i < len(titles) else None) for p, i in resolved
+        ]
         return self._created(self.jobs.create("paths", items))
 
     async def submit_uploads(self, request: Request) -> Job:

@@ -103,11 +103,61 @@ def document_contract(app: FastAPI, settings: ServiceSettings) -> None:
                 if path.startswith("/v1/"):
                     write = "403" in responses
                     op["security"] = keyed if write and settings.api_keys else [{}, *keyed]
+        _item_limits(schema, settings.limits.max_items_per_job)
+        _search_limits(schema, settings.limits.max_query_chars, settings.limits.max_top_k)
+        _job_links(schema)
         _integer_bounds(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _item_limits(schema: dict[str, Any], max_items: int) -> None:
+    """The per-job item limit as `maxItems` of the paths (422 above). Not of the uploaded files:
+    too many is a 413, which a schema-violating request may not get."""
+    body = schema["paths"]["/v1/ingest"]["post"]["requestBody"]["content"]
+    body["application/json"]["schema"]["properties"]["paths"]["maxItems"] = max_items
+
+
+def _search_limits(schema: dict[str, Any], max_chars: int, max_top_k: int) -> None:
+    """The configured query length and top_k limits as `maxLength` / `maximum` (422 above)."""
+    body = schema["components"]["schemas"]["SearchRequest"]["properties"]
+    body["query"]["maxLength"] = max_chars
+    body["top_k"]["maximum"] = max_top_k
+    for param in schema["paths"]["/v1/search"]["get"]["parameters"]:
+        if param["name"] == "q":
+            param["schema"]["maxLength"] = max_chars
+        elif param["name"] == "top_k":
+            param["schema"]["maximum"] = max_top_k
+
+
+def _job_links(schema: dict[str, Any]) -> None:
+    """Links from a job to the video its first item became. A job item's `video_id` is null until
+    the item is done; a link names one value, which a client (and schemathesis' stateful phase)
+    skips when it is null. Without explicit links, schemathesis infers `items/*/video_id`
+    wildcards and followed a null into `/v1/videos/None`."""
+    targets = {
+        f"{method}_video{path.removeprefix('/v1/videos/{video_id}').replace('/', '_')}": op["operationId"]
+        for path, ops in schema["paths"].items()
+        if path.startswith("/v1/videos/{video_id}")
+        for method, op in ops.items()
+    }
+    sources = (
+        ("/v1/ingest", "post", "202", "$response.body#/items/0/video_id"),
+        ("/v1/jobs/{job_id}", "get", "200", "$response.body#/items/0/video_id"),
+        ("/v1/jobs", "get", "200", "$response.body#/items/0/items/0/video_id"),
+    )
+    for path, method, status, expression in sources:
+        response = schema["paths"][path][method]["responses"][status]
+        response["links"] = {
+            name: {
+                "operationId": op_id,
+                "parameters": {"video_id": expression},
+                "description": "the video of the first item, once it is done (null before: not followed)",
+            }
+            for name, op_id in sorted(targets.items())
+        }
 
 
 def render(schema: dict[str, Any]) -> str:

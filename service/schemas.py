@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, JsonValue, field_validator
 
 # store ids are SQLite integers: larger values overflowed into a 500 (found by API fuzzing)
 VideoId = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -13,8 +13,17 @@ VideoId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Source = Literal["visual", "subtitles", "speech", "ocr"]  # what a search may fuse
 
 
+# a query needs a character str.strip() keeps: the engine refuses a blank one ("query is empty",
+# 422), the schema states it. Spelled out: regex engines disagree on \s (U+0085, U+001C..U+001F)
+NON_BLANK: dict[str, JsonValue] = {
+    "pattern": r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+}
+
+
 class SearchRequest(BaseModel):
-    query: str = Field(..., min_length=1, description="free-text description of the moment")
+    query: str = Field(
+        ..., min_length=1, json_schema_extra=NON_BLANK, description="free-text description of the moment"
+    )
     # booleans and min_score are strict (0 is not false, false is not 0.0); an integer may come as
     # 37.0 (JSON Schema's integer) but never 2.5
     top_k: int = Field(10, ge=1, le=100, description="how many moments (or videos) to return")
@@ -140,7 +149,11 @@ class VideoPage(BaseModel):
 
 class IngestRequest(BaseModel):
     paths: list[str] = Field(..., min_length=1, description="absolute server paths under an allowed root")
-    titles: list[str | None] | None = Field(None, description="optional titles, aligned with paths")
+    titles: list[str | None] | None = Field(
+        None,
+        description="optional titles: titles[i] names the file paths[i] names; a null or missing entry, "
+        "a folder's files and entries past the paths get none (each job item shows its title)",
+    )
 
 
 class JobItem(BaseModel):

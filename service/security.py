@@ -79,17 +79,17 @@ def confine_path(raw: str, roots: list[Path]) -> Path:
     raise ForbiddenPath(f"path is outside the allowed roots (symlinks are resolved): {raw!r}")
 
 
-def expand_confined(paths: list[str], roots: list[Path], limit: int) -> list[Path]:
+def expand_confined(paths: list[str], roots: list[Path], limit: int) -> list[tuple[Path, int | None]]:
     """Each path confined (`confine_path`); a folder becomes its files, recursively, in sorted
     order, hidden entries skipped, symlinked folders not followed. A file inside that is a
     symlink leading outside the roots is kept as named: the worker, which opens without
     following it, fails that item alone. More than `limit` files: refused (422) without walking
-    further."""
-    out: list[Path] = []
-    for raw in paths:
+    further. With each file: the index of the entry that named it, None for a folder's files."""
+    out: list[tuple[Path, int | None]] = []
+    for i, raw in enumerate(paths):
         real = confine_path(raw, roots)
         if not real.is_dir():
-            out.append(real)
+            out.append((real, i))
         else:
             for top, dirs, files in os.walk(real):  # followlinks=False: a linked folder stays out
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -99,7 +99,7 @@ def expand_confined(paths: list[str], roots: list[Path], limit: int) -> list[Pat
                     f = Path(top) / name
                     resolved = Path(os.path.realpath(f))
                     inside = any(resolved.is_relative_to(os.path.realpath(r)) for r in roots)
-                    out.append(resolved if inside else f)
+                    out.append((resolved if inside else f, None))
                     if len(out) > limit:
                         break
                 if len(out) > limit:

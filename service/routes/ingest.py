@@ -21,7 +21,8 @@ _INGEST_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        # at least one part: an empty array would be a body with no file (400)
+                        "files": {"type": "array", "minItems": 1, "items": _BINARY}
                     },
                     "required": ["files"],
                 }

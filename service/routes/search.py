@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 
 from ..engine import Engine
-from ..schemas import SearchRequest, SearchResponse, Source
+from ..schemas import NON_BLANK, SearchRequest, SearchResponse, Source
 from .deps import engine, require_read_key
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_read_key)])
@@ -20,7 +20,7 @@ async def search(body: SearchRequest, eng: Engine = Depends(engine)) -> SearchRe
 
 @router.get("/search", response_model=SearchResponse)
 async def search_get(
-    q: str = Query(..., min_length=1, description="query text"),
+    q: str = Query(..., min_length=1, json_schema_extra=NON_BLANK, description="query text"),
     top_k: int = Query(10, ge=1, le=100),
     group_by_video: bool = Query(False),
     moments_per_video: int = Query(1, ge=1, le=50),
