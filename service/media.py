@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ class ThumbnailError(RuntimeError):
     pass
 
 
-def jpeg_at(path: Path, t: float, width: int, timeout: float = 20.0) -> bytes:
-    """The frame at `t` seconds (input seeking, so fast on long files) scaled to `width`, as JPEG."""
+def jpeg_at(path: str, t: float, width: int, fds: Sequence[int] = (), timeout: float = 20.0) -> bytes:
+    """The frame at `t` seconds (input seeking, so fast on long files) scaled to `width`, as JPEG.
+    `fds`: descriptors ffmpeg inherits (an opened file's `/proc/self/fd/N` as `path`)."""
     cmd = [
         ffmpeg_exe(),
         "-nostdin",
@@ -45,7 +47,7 @@ def jpeg_at(path: Path, t: float, width: int, timeout: float = 20.0) -> bytes:
         "pipe:1",
     ]
     try:
-        out = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        out = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, pass_fds=fds)
     except subprocess.TimeoutExpired as e:
         raise ThumbnailError("thumbnail extraction timed out") from e
     if out.returncode != 0 or not out.stdout:
