@@ -5,6 +5,7 @@ and a folder ingested whole. Each test failed before the fix it names."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import time
@@ -16,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.media import jpeg_at
+from service.settings import ServiceSettings
 from tests.support import wait_job
 
 from .conftest import Zygote, kill9, tiny_settings
@@ -35,9 +38,10 @@ def server(
     root.mkdir()
     outside.mkdir()
     settings = tiny_settings(work, root, tiny_ckpt, header_timeout=HEADER_TIMEOUT)
-    url, pid = zygote.start_server(settings, work / "server.log")
+    swap = work / "thumbnail-swap.json"  # see test_a_thumbnail_is_read_from_the_checked_file
+    url, pid = zygote.start_server(settings, work / "server.log", thumbnail_swap=str(swap))
     try:
-        yield {"url": url, "root": root, "outside": outside, "work": work, "corpus": corpus}
+        yield {"url": url, "root": root, "outside": outside, "work": work, "corpus": corpus, "swap": swap}
     finally:
         kill9(pid)
 
@@ -117,6 +121,30 @@ def test_files_swapped_after_the_202_are_refused(server: dict[str, Any]) -> None
         r = c.get(videos[0]["stream_url"])
         assert r.status_code == 404, (r.status_code, r.headers)
         assert c.get("/readyz").json()["status"] == "ready"
+
+
+def test_a_thumbnail_is_read_from_the_checked_file(server: dict[str, Any]) -> None:
+    """Issue 16 item 1, the thumbnail route: the stored file is swapped for a symlink to an outside
+    file after the server checked it and before ffmpeg reads it (the zygote's `thumbnail_swap`
+    makes that race certain). Before: ffmpeg opened the checked path by name and the outside
+    file's frame was served. Now ffmpeg reads the opened descriptor: the stored video's frame."""
+    root, outside, corpus = server["root"], server["outside"], server["corpus"]
+    inside = copy(corpus[7], root / "thumb.mp4")
+    secret = copy(corpus[8], outside / "thumb-secret.mp4")
+    width = ServiceSettings.model_fields["thumbnail_width"].default
+    mine, theirs = (jpeg_at(str(p), 1.0, width) for p in (inside, secret))
+    assert mine != theirs
+    with httpx.Client(base_url=server["url"], timeout=60) as c:
+        item = wait_job(c, c.post("/v1/ingest", json={"paths": [str(inside)]}).json()["id"])["items"][0]
+        assert item["state"] == "done", item
+        thumb = f"/v1/videos/{item['video_id']}/thumbnail"
+        server["swap"].write_text(json.dumps([str(inside), str(secret)]))
+        r = c.get(thumb, params={"t": 1.0})
+        assert not server["swap"].exists() and inside.is_symlink()  # the swap happened
+        assert r.status_code == 200 and r.content == mine, (r.status_code, r.content == theirs)
+        # from now on the swapped file is refused (an uncached frame, the stream)
+        assert c.get(thumb, params={"t": 0.5}).status_code == 404
+        assert c.get(f"/v1/videos/{item['video_id']}/stream").status_code == 404
 
 
 def test_an_upload_named_html_is_served_as_video_only(server: dict[str, Any]) -> None:

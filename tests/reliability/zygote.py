@@ -5,7 +5,9 @@ Protocol (one JSON object per line on stdin, one reply line on stdout):
     {"kind": "cli", "argv": [...], "env": {...}, "log": "file"}    -> {"pid": N}
     {"kind": "serve", "port": P, "env": {...}, "log": "file"}      -> {"pid": N}
     optional "enospc_fsync": true makes every os.fsync in the child fail with ENOSPC;
-    optional "faiss_write_fault": PATH makes faiss.write_index fail (a full disk) while PATH exists.
+    optional "faiss_write_fault": PATH makes faiss.write_index fail (a full disk) while PATH exists;
+    optional "thumbnail_swap": PATH (a JSON [victim, target]) replaces victim by a symlink to target
+    right before the next thumbnail's ffmpeg runs (after the server checked the file), once.
 The children run exactly the code a user runs (`service.cli.main`, uvicorn with
 `service.app:create_app`); this process only imports and never runs torch ops (fork-safe).
 Children are reaped automatically (SIGCHLD ignored), so a killed pid simply disappears.
@@ -31,6 +33,8 @@ def _child(req: dict[str, Any]) -> None:
         _inject_enospc()
     if req.get("faiss_write_fault"):
         _inject_faiss_write_fault(req["faiss_write_fault"])
+    if req.get("thumbnail_swap"):
+        _inject_thumbnail_swap(req["thumbnail_swap"])
     code = 0
     try:
         if req["kind"] == "cli":
@@ -89,6 +93,26 @@ def _inject_faiss_write_fault(flag: str) -> None:
         real(index, path)
 
     faiss.write_index = write_index
+
+
+def _inject_thumbnail_swap(flag: str) -> None:
+    """Fault injection: the race a thumbnail must survive, made certain. While `flag` exists, the
+    next thumbnail extraction first swaps the file it was asked for for a symlink to an outside
+    file (the server has checked it already), then removes `flag`."""
+    import service.engine
+
+    real = service.engine.jpeg_at
+
+    def jpeg_at(path: str, t: float, width: int, *args: Any, **kwargs: Any) -> bytes:
+        if os.path.exists(flag):
+            with open(flag) as f:
+                victim, target = json.load(f)
+            os.unlink(victim)
+            os.symlink(target, victim)
+            os.unlink(flag)
+        return real(path, t, width, *args, **kwargs)
+
+    service.engine.jpeg_at = jpeg_at  # type: ignore[assignment]
 
 
 def main() -> None:
