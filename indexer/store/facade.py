@@ -109,6 +109,7 @@ class Store:
         create: bool = False,
         index_type: str | None = None,
         backend: BackendConfig | None = None,
+        check: bool = True,
     ) -> Store:
         """Open (or with create=True, create) the store at `path`.
 
@@ -116,6 +117,8 @@ class Store:
         (ModelMismatchError otherwise). index_type: pin one of vector_index.INDEX_TYPES for a new
         store (default: chosen by size, `vector_index.auto_kind`, and replaced as the store grows).
         backend: where stage 1 runs (default: the store's FAISS index; see indexer/store/backends).
+        check: the integrity check on open and its repairs (False: `verify` reports, never repairs;
+        uncommitted rows a crash left are still dropped).
         """
         root = Path(path)
         manifest = layout.open_manifest(root, identity, create, index_type)
@@ -126,9 +129,10 @@ class Store:
         with store._writer.if_free() as free:
             if free:  # else a live writer: it repairs under its own lock
                 locking.repair(root, store._meta, store._segments)
-                quarantined = locking.quarantine_damaged(root, store._meta, store._segments)
+                if check:
+                    quarantined = locking.quarantine_damaged(root, store._meta, store._segments)
         store.refresh()
-        if free:
+        if free and check:
             store._check_on_open(quarantined)
         return store
 
@@ -346,11 +350,21 @@ class Store:
         with self._lock:
             return maintenance.stats(self.root, counted, disk, self._faiss, self.identity)
 
-    def verify(self) -> VerifyReport:
-        """Check that the vector backend (FAISS ids), the matrices and SQLite agree (read-only)."""
+    def verify(self, fast: bool = False) -> VerifyReport:
+        """Check that the vector backend (FAISS ids), the matrices and SQLite agree (read-only).
+        fast: the sampled check a store runs on open (segment sizes, FAISS row counts and ids, 256
+        FAISS rows read back) instead of every row of everything."""
         self.refresh()
         with self._lock:
-            return self._faiss.verify(self._meta, self._segments, self.matrices, self._table.live())
+            if not fast:
+                return self._faiss.verify(self._meta, self._segments, self.matrices, self._table.live())
+            backend = self._faiss
+            index = backend.index if isinstance(backend, FaissBackend) else None
+            per_clip = 1 if vi.is_pooled(backend.spec) else self.vectors_per_clip
+            committed = self._table.ids.copy()
+            return maintenance.verify_fast(
+                self._meta, self._segments, index, backend.spec, committed, per_clip, self.matrices
+            )
 
     # ---------------------------------------------------------------- lifetime
     def close(self) -> None:

@@ -135,10 +135,12 @@ def open_store(
     create: bool = False,
     checkpoint: Path | None = None,
     backend: BackendConfig | None = None,
+    check: bool = True,
 ) -> Store:
     """Open a store, checking that `model` fits it (StoreError otherwise); a new store remembers the
     checkpoint's path so that `t2v search --index DIR` needs no model flags. backend: the vector
-    backend (default: the T2V_VECTORS__* settings)."""
+    backend (default: the T2V_VECTORS__* settings). check: False skips the integrity check on open
+    and its repairs (`t2v index verify` reports instead)."""
     from indexer.store import Store, store_identity
 
     ident = None
@@ -153,6 +155,6 @@ def open_store(
             ident["checkpoint_path"] = str(Path(checkpoint).resolve())
     try:
         backend = backend or indexer_settings().vectors.config()
-        return Store.open(index_dir, ident, create=create, backend=backend)
+        return Store.open(index_dir, ident, create=create, backend=backend, check=check)
     except (OSError, sqlite3.Error) as e:  # e.g. a full disk: SQLite cannot create its WAL files
         fail(f"cannot open the store {index_dir}: {e} (disk full or not writable?)")
