@@ -4,6 +4,8 @@ folders share; plain helpers are in tests/support.py."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from indexer.corpora.lavfi import render_colour_box  # noqa: E402
 from tests import support  # noqa: E402
+from tests.cli_forks import CliForks  # noqa: E402
+from tests.support import T2v  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cli_forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliForks]:
+    forks = CliForks(tmp_path_factory.mktemp("cli-runs"))
+    yield forks
+    forks.close()
+
+
+@pytest.fixture(scope="session")
+def t2v(cli_forks: CliForks) -> T2v:
+    """`tests.support.t2v` forked from one pre-imported interpreter (tests/cli_forks.py): the same
+    command, environment and exit status, without importing torch again for every run."""
+    return partial(support.t2v, forks=cli_forks)
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from indexer.corpora.lavfi import render_lavfi
+
+if TYPE_CHECKING:
+    from tests.cli_forks import CliForks, ForkedRun
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 120.0
@@ -48,6 +51,14 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
 # --- the `t2v` CLI as a subprocess ----------------------------------------------------------------
 
 
+class T2v(Protocol):
+    """What the `t2v` fixture is: `t2v(*args, timeout=..., env=...)` -> the completed process."""
+
+    def __call__(
+        self, *args: str | Path, timeout: float = ..., env: dict[str, str] | None = ...
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
 def cli_env(**overrides: str) -> dict[str, str]:
     """This environment, offline, on the CPU, with no T2V_INDEX_DIR leaking in; plus `overrides`."""
     env = dict(os.environ)
@@ -61,9 +72,12 @@ def t2v_command(*args: str | Path) -> list[str]:
 
 
 def t2v(
-    *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None
+    *args: str | Path, timeout: float = 300, env: dict[str, str] | None = None, forks: CliForks | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the `t2v` CLI as a subprocess (as a user would); returns the completed process."""
+    """Run the `t2v` CLI as a subprocess (as a user would); returns the completed process.
+    `forks`: forked from that pre-imported parent (the `t2v` fixture) instead of a fresh interpreter."""
+    if forks is not None:
+        return forks.run([str(a) for a in args], env or cli_env(), timeout)
     return subprocess.run(
         t2v_command(*args),
         cwd=REPO,
@@ -143,14 +157,16 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[
 
 class Server:
     """The service as its own process on a free loopback port, with T2V_* settings from the
-    environment: `uvicorn --factory service.app:create_app`, or a `t2v` command (`start(*args)`)."""
+    environment: `uvicorn --factory service.app:create_app`, or a `t2v` command (`start(*args)`).
+    `forks` (the `cli_forks` fixture): forked from that pre-imported parent, not a new interpreter."""
 
-    def __init__(self, workdir: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, settings: dict[str, Any], forks: CliForks | None = None) -> None:
         self.workdir = workdir
         self.settings = settings
+        self.forks = forks
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | ForkedRun | None = None
         self.log = workdir / f"server-{self.port}.log"
 
     def env(self) -> dict[str, str]:
@@ -164,10 +180,18 @@ class Server:
         """Start uvicorn, or `t2v *t2v_args` when given (stdout and stderr go to `self.log`)."""
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                t2v_command(*t2v_args) if t2v_args else cmd, cwd=REPO, env=self.env(), stdout=log, stderr=log
-            )
+        if self.forks is not None:
+            prog, args = ("t2v", [str(a) for a in t2v_args]) if t2v_args else ("uvicorn", cmd[3:])
+            self.proc = self.forks.start(args, self.env(), prog=prog, out=self.log, err=self.log)
+        else:
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    t2v_command(*t2v_args) if t2v_args else cmd,
+                    cwd=REPO,
+                    env=self.env(),
+                    stdout=log,
+                    stderr=log,
+                )
         if wait:
             self.wait_ready()
         return self

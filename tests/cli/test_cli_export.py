@@ -9,13 +9,13 @@ import pytest
 
 from indexer.store import Store
 from tests.indexer.store.test_store import add, identity
-from tests.support import cli_env, t2v
+from tests.support import T2v, cli_env
 
 pytest.importorskip("qdrant_edge")
 
 
 @pytest.mark.slow  # four CLI processes (each imports torch)
-def test_export_to_qdrant_then_verify_and_search_through_it(tmp_path: Path) -> None:
+def test_export_to_qdrant_then_verify_and_search_through_it(tmp_path: Path, t2v: T2v) -> None:
     rng = np.random.default_rng(20)
     with Store.open(tmp_path / "s", identity(), create=True) as store:
         vids = [add(store, rng, i, clips=2)[0] for i in range(6)]

@@ -20,7 +20,8 @@ import pytest
 
 from indexer.corpora.lavfi import render_lavfi
 from indexer.store import Store
-from tests.support import colour_video, t2v, t2v_popen
+from tests.cli_forks import CliForks
+from tests.support import T2v, cli_env, colour_video
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,7 @@ def built(
     library: dict[str, Path],
     checkpoints: tuple[Path, Path],
     tmp_path_factory: pytest.TempPathFactory,
+    t2v: T2v,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     index = tmp_path_factory.mktemp("store") / "idx"
     proc = t2v(
@@ -125,7 +127,7 @@ def test_add_indexes_good_files_and_reports_every_bad_one(
 
 
 def test_search_returns_exactly_scored_moments(
-    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
+    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path], t2v: T2v
 ) -> None:
     import torch
 
@@ -155,7 +157,7 @@ def test_search_returns_exactly_scored_moments(
 
 @pytest.mark.slow  # rm, search, compact and verify: four more CLI runs
 def test_rm_never_returns_the_video_again(
-    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
+    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path], t2v: T2v
 ) -> None:
     from indexer.search.searcher import Searcher
     from model import create_model
@@ -190,7 +192,7 @@ def test_rm_never_returns_the_video_again(
 
 @pytest.mark.slow  # a reindex with the other model (runs after the rm test)
 def test_other_model_is_refused_then_reindex_rebuilds(
-    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path]
+    built: tuple[Path, subprocess.CompletedProcess[str]], checkpoints: tuple[Path, Path], t2v: T2v
 ) -> None:
     from indexer.store import ModelMismatchError, store_identity
     from model import create_model, read_checkpoint
@@ -218,15 +220,16 @@ def test_other_model_is_refused_then_reindex_rebuilds(
 def test_kill_9_during_add_then_recovery_and_resume(
     checkpoints: tuple[Path, Path],
     tmp_path: Path,
+    t2v: T2v,
+    cli_forks: CliForks,
 ) -> None:
     colours = ["red", "green", "blue", "yellow", "cyan", "magenta", "white", "gray", "orange", "purple"]
     lib = tmp_path / "lib"
     for c in colours:
         colour_video(lib / f"{c}.mp4", c, 6)
     index = tmp_path / "idx"
-    proc = t2v_popen(
-        "index", "add", lib, "--index", index, "--checkpoint", checkpoints[0], "--batch-size", "1"
-    )
+    args = ["index", "add", lib, "--index", index, "--checkpoint", checkpoints[0], "--batch-size", "1"]
+    proc = cli_forks.start([str(a) for a in args], cli_env())
     committed = 0
     deadline = time.monotonic() + 240
     try:
@@ -245,7 +248,7 @@ def test_kill_9_during_add_then_recovery_and_resume(
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
-        proc.communicate()
+        proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert 2 <= committed < len(colours), "the kill should land in the middle of the run"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from service.cli.common import DOMAIN_ERRORS, domain_errors, format_time
-from tests.support import cli_env, colour_video, free_port, t2v
+from tests import support
+from tests.support import T2v, cli_env, colour_video, free_port
 
 
 def assert_cannot_run(proc: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -22,13 +23,13 @@ def assert_cannot_run(proc: subprocess.CompletedProcess[str], *words: str) -> No
 
 
 @pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
-def test_missing_store_for_search(tmp_path: Path) -> None:
+def test_missing_store_for_search(tmp_path: Path, t2v: T2v) -> None:
     proc = t2v("search", "a red square", "--index", tmp_path / "no-store")
     assert_cannot_run(proc, "is not a video store")
 
 
 @pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
-def test_missing_config_for_index_add(tmp_path: Path) -> None:
+def test_missing_config_for_index_add(tmp_path: Path, t2v: T2v) -> None:
     video = colour_video(tmp_path / "red.mp4", "red", 1.0)
     proc = t2v("index", "add", video, "--index", tmp_path / "store", "--config", tmp_path / "nope.json")
     assert_cannot_run(proc, "nope.json")
@@ -36,13 +37,13 @@ def test_missing_config_for_index_add(tmp_path: Path) -> None:
 
 
 def test_search_of_a_server_that_is_not_there() -> None:
-    proc = t2v("search", "a red square", "--server", f"http://127.0.0.1:{free_port()}")
+    proc = support.t2v("search", "a red square", "--server", f"http://127.0.0.1:{free_port()}")
     assert_cannot_run(proc, "cannot reach")
 
 
 @pytest.mark.slow  # indexes a video with a model, then three more CLI runs
 def test_some_bad_files_exit_1_then_a_bad_index_type_exits_2(
-    tmp_path: Path, checkpoints: tuple[Path, Path]
+    tmp_path: Path, checkpoints: tuple[Path, Path], t2v: T2v
 ) -> None:
     good = colour_video(tmp_path / "red.mp4", "red", 2.0)
     bad = tmp_path / "bad.mp4"
@@ -75,7 +76,7 @@ def test_format_time() -> None:
 
 
 @pytest.mark.slow  # the media code imports torch (~4 s)
-def test_a_missing_ffmpeg_is_named(tmp_path: Path) -> None:
+def test_a_missing_ffmpeg_is_named(tmp_path: Path, t2v: T2v) -> None:
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 64)
     env = cli_env(IMAGEIO_FFMPEG_EXE=str(tmp_path / "gone" / "ffmpeg"))

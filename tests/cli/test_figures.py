@@ -12,7 +12,7 @@ from PIL import Image
 from indexer.corpora.synthetic import render_demo_library
 from indexer.report.figures import DPI, FIG_H, FIG_W
 from indexer.settings import DEMO_CHECKPOINT
-from tests.support import t2v
+from tests.support import T2v
 
 SIZE = (int(FIG_W * DPI), int(FIG_H * DPI))
 pytestmark = [
@@ -36,7 +36,7 @@ def _check_png(path: Path) -> np.ndarray:
     return px
 
 
-def test_explain_png(video: Path, tmp_path: Path) -> None:
+def test_explain_png(video: Path, tmp_path: Path, t2v: T2v) -> None:
     out = tmp_path / "explain.png"
     r = t2v(
         "explain",
@@ -55,7 +55,7 @@ def test_explain_png(video: Path, tmp_path: Path) -> None:
     assert (lower.sum(axis=2) < 600).mean() > 0.2
 
 
-def test_inspect_tokens_png(video: Path, tmp_path: Path) -> None:
+def test_inspect_tokens_png(video: Path, tmp_path: Path, t2v: T2v) -> None:
     out = tmp_path / "tokens.png"
     r = t2v("inspect-tokens", str(video), "--checkpoint", str(DEMO_CHECKPOINT), "-o", str(out))
     assert r.returncode == 0, r.stderr
@@ -63,7 +63,7 @@ def test_inspect_tokens_png(video: Path, tmp_path: Path) -> None:
     _check_png(out)
 
 
-def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+def test_bad_input_is_a_clear_error(tmp_path: Path, t2v: T2v) -> None:
     r = t2v("inspect-tokens", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "no such video file" in r.stderr
     bad = tmp_path / "bad.mp4"

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import T2v
 
-def t2v(*args: str) -> subprocess.CompletedProcess:
+
+def t2v_script(*args: str) -> subprocess.CompletedProcess:
+    """The installed `t2v` console script, in a fresh interpreter."""
     exe = Path(sys.executable).with_name("t2v")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
@@ -19,7 +22,7 @@ def t2v(*args: str) -> subprocess.CompletedProcess:
 
 def test_rank_demo_ranks_every_video_and_the_demo_model_finds_them() -> None:
     demo = Path(__file__).resolve().parents[2] / "demo" / "t2v-demo.pt"
-    proc = t2v("rank-demo", "--checkpoint", str(demo))
+    proc = t2v_script("rank-demo", "--checkpoint", str(demo))
     assert proc.returncode == 0, proc.stderr
     assert f"from checkpoint {demo}" in proc.stdout  # says which model it ranks with
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
@@ -36,15 +39,15 @@ def test_rank_demo_ranks_every_video_and_the_demo_model_finds_them() -> None:
     assert right >= 5, proc.stdout
 
 
-@pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
-def test_rank_demo_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.slow  # a CLI run that loads a model
+def test_rank_demo_missing_checkpoint_is_a_clear_error(tmp_path: Path, t2v: T2v) -> None:
     proc = t2v("rank-demo", "--checkpoint", str(tmp_path / "none.pt"))
     assert proc.returncode == 2  # cannot run (service/cli/common.py)
     assert "not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow  # two model runs
-def test_rank_demo_uses_the_default_model_and_says_when_weights_are_random() -> None:
+def test_rank_demo_uses_the_default_model_and_says_when_weights_are_random(t2v: T2v) -> None:
     demo = Path(__file__).resolve().parents[2] / "demo" / "t2v-demo.pt"
     proc = t2v("rank-demo")  # no flags: the one default model of every command, the demo checkpoint
     assert proc.returncode == 0, proc.stderr

@@ -7,11 +7,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Server, t2v
+from tests.cli_forks import CliForks
+from tests.support import Server, T2v
 
 
 @pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
-def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
+def test_serve_rejects_bad_flags(tmp_path: Path, t2v: T2v) -> None:
     out = t2v("serve", "--port", "70000")
     assert out.returncode == 2 and "port" in out.stderr and "Traceback" not in out.stderr
     out = t2v("serve", "--checkpoint", str(tmp_path / "missing.pt"))
@@ -21,9 +22,11 @@ def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # a served model and an ingestion
-def test_serve_flags_configure_the_server(tmp_path: Path, colour_videos: dict[str, Path]) -> None:
+def test_serve_flags_configure_the_server(
+    tmp_path: Path, colour_videos: dict[str, Path], cli_forks: CliForks
+) -> None:
     root = colour_videos["red"].parent
-    srv = Server(tmp_path, {})  # no T2V_* settings: the flags alone configure it
+    srv = Server(tmp_path, {}, forks=cli_forks)  # no T2V_* settings: the flags alone configure it
     try:
         srv.start(
             "serve", "--port", str(srv.port), "--index-dir", tmp_path / "ix", "--var-dir", tmp_path / "var",

@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Server, cli_env, t2v, t2v_command
+from tests import support
+from tests.cli_forks import CliForks
+from tests.support import Server, T2v, cli_env
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -33,11 +35,12 @@ def one_error_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(env: dict[str, str], words: tuple[str, ...]) -> None:
-    one_error_line(t2v("serve", env=cli_env(**env)), *words)
+    # a fresh interpreter: reading the settings at start-up, as the installed command does
+    one_error_line(support.t2v("serve", env=cli_env(**env)), *words)
 
 
 @pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
-def test_a_bad_setting_stops_every_command_that_reads_it() -> None:
+def test_a_bad_setting_stops_every_command_that_reads_it(t2v: T2v) -> None:
     # `t2v preload` (the Docker start-up step) reads the service settings too
     one_error_line(t2v("preload", env=cli_env(T2V_PORT="abc")), "T2V_PORT")
     one_error_line(t2v("index", "stats", env=cli_env(T2V_BATCH_SIZE="many")), "T2V_BATCH_SIZE")
@@ -52,7 +55,7 @@ def taken_port() -> Iterator[int]:
 
 
 @pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
-def test_a_taken_port_is_reported_not_moved(taken_port: int, tmp_path: Path) -> None:
+def test_a_taken_port_is_reported_not_moved(taken_port: int, tmp_path: Path, t2v: T2v) -> None:
     line = one_error_line(t2v("serve", "--port", str(taken_port)), f"port {taken_port}", "already in use")
     assert "--port" in line
     # the demo checks the port before rendering/indexing anything, and never moves to another one
@@ -63,17 +66,19 @@ def test_a_taken_port_is_reported_not_moved(taken_port: int, tmp_path: Path) -> 
 
 @pytest.mark.slow  # a store built by one command, a server refused, a server started (~15 s)
 def test_serve_prints_its_url_or_refuses_a_store_of_another_model(
-    tmp_path: Path, checkpoints: tuple[Path, Path], colour_videos: dict[str, Path]
+    tmp_path: Path,
+    checkpoints: tuple[Path, Path],
+    colour_videos: dict[str, Path],
+    t2v: T2v,
+    cli_forks: CliForks,
 ) -> None:
     store = tmp_path / "store"
     add = t2v("index", "add", colour_videos["red"], "--index", store, "--checkpoint", checkpoints[0], "-q")
     assert add.returncode == 0, add.stderr
-    srv = Server(tmp_path, {})
+    srv = Server(tmp_path, {}, forks=cli_forks)
     args = ["serve", "--port", str(srv.port), "--index-dir", str(store), "--var-dir", str(tmp_path / "var")]
     # another model than the store's: one line that says what to do, and the process is gone
-    proc = subprocess.run(
-        t2v_command(*args, "--checkpoint", checkpoints[1]), env=srv.env(), capture_output=True, text=True
-    )
+    proc = t2v(*args, "--checkpoint", checkpoints[1], env=srv.env())
     line = one_error_line(proc, "cannot start", "different model", "t2v index reindex")
     assert "Traceback" not in proc.stderr and str(store) in line
     with pytest.raises(httpx.ConnectError):
@@ -88,8 +93,10 @@ def test_serve_prints_its_url_or_refuses_a_store_of_another_model(
 
 
 @pytest.mark.slow  # the service starts far enough to look for the weights
-def test_serve_refuses_a_config_whose_weights_are_missing_offline(tmp_path: Path) -> None:
-    srv = Server(tmp_path, {"model__cache_dir": str(tmp_path / "empty-cache")})
+def test_serve_refuses_a_config_whose_weights_are_missing_offline(
+    tmp_path: Path, t2v: T2v, cli_forks: CliForks
+) -> None:
+    srv = Server(tmp_path, {"model__cache_dir": str(tmp_path / "empty-cache")}, forks=cli_forks)
     args = [
         "serve",
         "--port",
@@ -99,12 +106,7 @@ def test_serve_refuses_a_config_whose_weights_are_missing_offline(tmp_path: Path
         "--var-dir",
         str(tmp_path / "v"),
     ]
-    proc = subprocess.run(
-        t2v_command(*args, "--config", "clip-vit-b-32-zeroshot"),
-        env=srv.env(),
-        capture_output=True,
-        text=True,
-    )
+    proc = t2v(*args, "--config", "clip-vit-b-32-zeroshot", env=srv.env())
     line = one_error_line(proc, "cannot start", "not in the local cache", "Provide them")
     assert "Traceback" not in proc.stderr, line
     assert f"t2v serve: {srv.url}/" in proc.stdout and "ready" not in proc.stdout

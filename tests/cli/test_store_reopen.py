@@ -12,7 +12,7 @@ import pytest
 from indexer.store import MANIFEST
 from service.library import open_library
 from service.settings import ServiceSettings
-from tests.support import cli_env, t2v
+from tests.support import T2v, cli_env
 
 pytestmark = pytest.mark.slow  # four CLI runs that load a model (~4 s each on 2 busy cores)
 
@@ -22,7 +22,7 @@ def manifest(store: Path) -> dict:
 
 
 def test_a_store_the_service_created_is_reopened_by_the_cli(
-    tmp_path: Path, tiny_ckpt: Path, colour_videos: dict[str, Path]
+    tmp_path: Path, tiny_ckpt: Path, colour_videos: dict[str, Path], t2v: T2v
 ) -> None:
     store = tmp_path / "served"
     # what `t2v serve` does on its first start: load the configured model, create the store
@@ -46,7 +46,7 @@ def test_a_store_the_service_created_is_reopened_by_the_cli(
 
 
 def test_a_store_that_records_only_the_checkpoint_hash(
-    tmp_path: Path, tiny_ckpt: Path, colour_videos: dict[str, Path]
+    tmp_path: Path, tiny_ckpt: Path, colour_videos: dict[str, Path], t2v: T2v
 ) -> None:
     store = tmp_path / "old"
     add = t2v("index", "add", colour_videos["green"], "--index", store, "--checkpoint", tiny_ckpt, "-q")

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from indexer.text.synth import subtitle_video
-from tests.support import t2v
+from tests.support import T2v
 
 pytestmark = pytest.mark.slow  # two CLI runs that load the model: ~20 s on 2 busy cores
 
 
-def test_search_prints_the_matched_line_and_takes_sources(tmp_path: Path) -> None:
+def test_search_prints_the_matched_line_and_takes_sources(tmp_path: Path, t2v: T2v) -> None:
     video = subtitle_video(tmp_path / "lib" / "zoo.mp4", [(12.0, 14.0, "the purple elephant dances")], 16)
     index = tmp_path / "index"
     added = t2v("index", "add", str(video), "--index", str(index))

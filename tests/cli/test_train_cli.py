@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,12 +15,10 @@ from PIL import Image
 from indexer.corpora.synthetic import generate_benchmark
 from model import read_checkpoint
 from tests import support
+from tests.cli_forks import CliForks
+from tests.support import T2v
 
 ENV = support.cli_env(OMP_NUM_THREADS="1")
-
-
-def t2v(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return support.t2v(*args, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +53,10 @@ def _state_step(path: Path) -> int:
 
 
 @pytest.mark.slow  # two training runs, a kill, a resume, an eval
-def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Path) -> None:
-    full = t2v("train", "-c", train_config, "--out-dir", tmp_path / "full")
+def test_resume_after_kill_gives_the_same_model(
+    train_config: Path, tmp_path: Path, t2v: T2v, cli_forks: CliForks
+) -> None:
+    full = t2v("train", "-c", train_config, "--out-dir", tmp_path / "full", env=ENV)
     assert full.returncode == 0, full.stderr
     assert "model checkpoint" in full.stdout
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
@@ -70,13 +69,7 @@ def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Pa
         assert np.asarray(img.convert("L"), dtype=np.float32).std() > 10  # lines drawn, not blank
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(
-        support.t2v_command("train", "-c", train_config, "--out-dir", run),
-        cwd=support.REPO,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = cli_forks.start(["train", "-c", str(train_config), "--out-dir", str(run)], ENV)
     state = run / "state.pt"
     deadline = time.monotonic() + 120
     while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -90,7 +83,7 @@ def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Pa
     assert not (run / "model.pt").exists()
 
     exported = tmp_path / "export" / "model.pt"
-    resumed = t2v("train", "-c", train_config, "--out-dir", run, "--export", exported)
+    resumed = t2v("train", "-c", train_config, "--out-dir", run, "--export", exported, env=ENV)
     assert resumed.returncode == 0, resumed.stderr
     assert exported.read_bytes() == (run / "model.pt").read_bytes()
     assert f"resuming {run} at step {killed_at}/10" in resumed.stderr
@@ -106,7 +99,7 @@ def test_resume_after_kill_gives_the_same_model(train_config: Path, tmp_path: Pa
     # eval of the trained model: table on stdout, metrics per caption kind in the JSON
     out = tmp_path / "eval.json"
     bench_test = Path(json.loads(train_config.read_text())["train"]).with_name("test.jsonl")
-    ev = t2v("eval", bench_test, "--checkpoint", tmp_path / "full" / "model.pt", "--out", out)
+    ev = t2v("eval", bench_test, "--checkpoint", tmp_path / "full" / "model.pt", "--out", out, env=ENV)
     assert ev.returncode == 0, ev.stderr
     assert "partial" in ev.stdout and "t2v   R@1" in ev.stdout
     res = json.loads(out.read_text())
@@ -155,9 +148,9 @@ def test_eval_of_missing_data_set(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # a CLI subprocess that loads a model: ~10-20 s on 2 cores
-def test_synth_renderer_2_writes_its_own_benchmark(tmp_path: Path) -> None:
+def test_synth_renderer_2_writes_its_own_benchmark(tmp_path: Path, t2v: T2v) -> None:
     out = tmp_path / "s2"
-    r = support.t2v("synth", out, "--renderer", "2", "--train", "2", "--val", "1", "--test", "1")
+    r = t2v("synth", out, "--renderer", "2", "--train", "2", "--val", "1", "--test", "1")
     assert r.returncode == 0, r.stderr
     assert [line.split(":")[0] for line in r.stdout.splitlines()] == ["train", "val", "test", "pretrain"]
     info = json.loads((out / "benchmark.json").read_text())
@@ -165,5 +158,5 @@ def test_synth_renderer_2_writes_its_own_benchmark(tmp_path: Path) -> None:
     test_rows = [json.loads(line) for line in (out / "test.jsonl").read_text().splitlines()]
     assert {row["kind"] for row in test_rows} == {"partial", "full"}
     assert all((out / row["video"]).is_file() for row in test_rows)
-    bad = support.t2v("synth", tmp_path / "s3", "--renderer", "3")
+    bad = t2v("synth", tmp_path / "s3", "--renderer", "3")
     assert bad.returncode == 2 and not (tmp_path / "s3").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cli_forks import CliForks
 from tests.support import Server, colour_video, server_settings, wait_job
 
 KEY = "test-key-123"
@@ -29,7 +30,10 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, colour_videos: dict[str, Path], outside: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    colour_videos: dict[str, Path],
+    outside: Path,
+    cli_forks: CliForks,
 ) -> Iterator[Server]:
     root = colour_videos["red"].parent
     # a symlink inside the root that escapes it, and a non-video inside the root
@@ -49,7 +53,7 @@ def server(
         cors_origins=["http://allowed.example"],
         ingest_threads=2,  # the ingestion worker's own budget; searches keep torch_threads (1)
     )
-    srv = Server(work, settings).start()
+    srv = Server(work, settings, forks=cli_forks).start()
     yield srv
     srv.stop()
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from indexer.settings import DEMO_CHECKPOINT
+from tests.cli_forks import CliForks
 from tests.support import REPO, Server, cli_env
 
 pytestmark = pytest.mark.slow  # `t2v demo` end to end
@@ -26,13 +27,15 @@ TRAINED_MODEL = DEMO_CHECKPOINT.exists() or bool(os.environ.get("T2V_MODEL__CHEC
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, str]]:
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory, cli_forks: CliForks
+) -> Iterator[tuple[Server, Path, str]]:
     """The main job, `t2v demo`, as a user runs it: render + index the demo library, then serve.
 
     Yields the server, the demo work directory and the job's printed output.
     """
     work = tmp_path_factory.mktemp("demo")
-    srv = Server(work, {})
+    srv = Server(work, {}, forks=cli_forks)
     try:
         srv.start("demo", "--workdir", work, "--port", str(srv.port), wait=False)
         deadline = time.monotonic() + 300

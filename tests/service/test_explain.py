@@ -16,7 +16,8 @@ import pytest
 from indexer.corpora.lavfi import render_colour_box
 from indexer.corpora.synthetic import DemoVideo, render_demo_library
 from indexer.settings import DEMO_CHECKPOINT
-from tests.support import Server, server_settings, t2v, wait_job
+from tests.cli_forks import CliForks
+from tests.support import Server, T2v, server_settings, wait_job
 
 pytestmark = pytest.mark.slow  # the demo library indexed by a live server
 
@@ -30,10 +31,12 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> list[DemoVideo]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, library: list[DemoVideo]) -> Iterator[Server]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, library: list[DemoVideo], cli_forks: CliForks
+) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("explain")
     root = library[0].path.parent
-    srv = Server(work, server_settings(work, root, api_keys=[KEY])).start()
+    srv = Server(work, server_settings(work, root, api_keys=[KEY]), forks=cli_forks).start()
     try:
         yield srv
     finally:
@@ -108,7 +111,7 @@ def test_top_frame_lies_in_the_queried_scene(
     assert inside >= 0.85 * total, f"{inside}/{total} top frames inside their scene; misses: {misses}"
 
 
-def test_remote_search_matches_the_api(server: Server, video_ids: dict[str, int]) -> None:
+def test_remote_search_matches_the_api(server: Server, video_ids: dict[str, int], t2v: T2v) -> None:
     query = "a green triangle moving up"
     out = t2v("search", "--server", server.url, "--top-k", "4", "--json", query)
     assert out.returncode == 0, out.stderr
@@ -128,7 +131,7 @@ def test_remote_search_matches_the_api(server: Server, video_ids: dict[str, int]
 
 
 def test_remote_ingest_uploads_and_follows_the_job(
-    server: Server, library: list[DemoVideo], video_ids: dict[str, int], tmp_path: Path
+    server: Server, library: list[DemoVideo], video_ids: dict[str, int], tmp_path: Path, t2v: T2v
 ) -> None:
     clip = render_colour_box(tmp_path / "magenta-clip.mp4", "magenta", seconds=2.0)
     refused = t2v("ingest", "--server", server.url, str(clip))  # writes need the key

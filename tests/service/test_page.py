@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, Request, Route, expect, sync_play
 
 from indexer.corpora.lavfi import render_colour_box
 from indexer.corpora.synthetic import render_demo_library
+from tests.cli_forks import CliForks
 from tests.support import REPO, Server, server_settings, wait_job
 
 pytestmark = pytest.mark.slow  # a demo library, a server and a browser
@@ -49,7 +50,7 @@ NONSENSE = "zzqx 12345 !!!"
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+def library(tmp_path_factory: pytest.TempPathFactory, cli_forks: CliForks) -> Iterator[tuple[Server, Path]]:
     """The demo library indexed over REST (4 s windows, as `t2v demo`), served with an API key.
 
     Yields the server and its allowed root (for the folders the tests add)."""
@@ -57,7 +58,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     videos = render_demo_library(root / "demo", seed=0)
     work = tmp_path_factory.mktemp("page-work")
     settings = server_settings(work, root, api_keys=[KEY], window=4.0, stride=2.0)
-    srv = Server(work, settings).start()
+    srv = Server(work, settings, forks=cli_forks).start()
     try:
         with srv.client(headers={"X-API-Key": KEY}) as c:
             body = {"paths": [str(v.path) for v in videos], "titles": [v.title for v in videos]}
@@ -365,13 +366,13 @@ def test_blank_query_is_explained_not_sent(tab: Tab) -> None:
     expect(tab.page.locator("#query")).to_be_focused()
 
 
-def test_empty_library_then_server_gone(browser: Browser, tmp_path: Path) -> None:
+def test_empty_library_then_server_gone(browser: Browser, tmp_path: Path, cli_forks: CliForks) -> None:
     """A fresh, empty service says so and links to the library; when the server is gone the error
     is shown in red with a retry, and the button comes back (never 'Searching...' forever).
     Both viewports in one test: one extra server, stopped once."""
     root = tmp_path / "root"
     root.mkdir()
-    empty = Server(tmp_path, server_settings(tmp_path, root)).start()
+    empty = Server(tmp_path, server_settings(tmp_path, root), forks=cli_forks).start()
     tabs = []
     try:
         for viewport, options in VIEWPORTS.items():

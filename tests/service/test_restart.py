@@ -12,6 +12,7 @@ import pytest
 
 from indexer.corpora.lavfi import render_colour_box
 from service.jobs import JobStore
+from tests.cli_forks import CliForks
 from tests.support import Server, server_settings, wait_job
 
 pytestmark = pytest.mark.slow  # server kills and restarts mid-job
@@ -19,13 +20,13 @@ pytestmark = pytest.mark.slow  # server kills and restarts mid-job
 COLOURS = ["red", "green", "blue", "yellow", "magenta", "orange"]
 
 
-def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
+def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path, cli_forks: CliForks) -> None:
     root = tmp_path / "videos"
     root.mkdir()
     # long enough (several windows each) that the job is still running when we kill the server
     paths = [render_colour_box(root / f"{c}.mp4", c, seconds=30.0 + i) for i, c in enumerate(COLOURS)]
     settings = server_settings(tmp_path, root, window=4.0, stride=2.0)
-    first = Server(tmp_path, settings).start()
+    first = Server(tmp_path, settings, forks=cli_forks).start()
     try:
         with first.client() as c:
             r = c.post("/v1/ingest", json={"paths": [str(p) for p in paths]})
@@ -49,7 +50,7 @@ def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "var" / "jobs.sqlite") as db:
         db.execute("UPDATE items SET state='running' WHERE job_id=?", (committed_job,))
 
-    second = Server(tmp_path, settings)
+    second = Server(tmp_path, settings, forks=cli_forks)
     second.port = first.port  # same URL, as after a real restart
     second.url = first.url
     second.start()
@@ -78,12 +79,13 @@ def test_restart_mid_job_resumes_and_loses_nothing(tmp_path: Path) -> None:
         second.stop()
 
 
-def test_unusable_store_keeps_process_up_and_not_ready(tmp_path: Path) -> None:
+def test_unusable_store_keeps_process_up_and_not_ready(tmp_path: Path, cli_forks: CliForks) -> None:
     """A directory that is not a store: /healthz answers, /readyz is a 503 that says why."""
     index = tmp_path / "index"
     index.mkdir()
     (index / "manifest.json").write_text('{"format": "something-else"}')
-    srv = Server(tmp_path, {"index_dir": str(index), "var_dir": str(tmp_path / "var")}).start(wait=False)
+    settings = {"index_dir": str(index), "var_dir": str(tmp_path / "var")}
+    srv = Server(tmp_path, settings, forks=cli_forks).start(wait=False)
     try:
         deadline = time.monotonic() + 90
         body: dict = {}

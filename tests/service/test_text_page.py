@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from indexer.text.synth import subtitle_video
+from tests.cli_forks import CliForks
 from tests.support import Server, server_settings, wait_job
 
 pytestmark = pytest.mark.slow  # a server, an ingestion and a browser
@@ -18,11 +19,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+def page(tmp_path_factory: pytest.TempPathFactory, cli_forks: CliForks) -> Iterator[Page]:
     root = tmp_path_factory.mktemp("page-words")
     video = subtitle_video(root / "zoo.mp4", [(12.0, 14.0, "the purple elephant dances")], 16)
     work = tmp_path_factory.mktemp("page-words-work")
-    srv = Server(work, server_settings(work, root)).start()
+    srv = Server(work, server_settings(work, root), forks=cli_forks).start()
     try:
         with srv.client() as c:
             r = c.post("/v1/ingest", json={"paths": [str(video)]})

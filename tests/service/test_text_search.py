@@ -12,6 +12,7 @@ import pytest
 
 from indexer.corpora.lavfi import render_colour_box
 from indexer.text.synth import ocr_video, speech_video, subtitle_video
+from tests.cli_forks import CliForks
 from tests.support import Server, server_settings, t2v, wait_job
 
 pytestmark = pytest.mark.slow  # a server, five ingestions with OCR and speech: a minute or two
@@ -38,10 +39,12 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, library: dict[str, Path]) -> Iterator[httpx.Client]:
+def client(
+    tmp_path_factory: pytest.TempPathFactory, library: dict[str, Path], cli_forks: CliForks
+) -> Iterator[httpx.Client]:
     work = tmp_path_factory.mktemp("text-api")
     settings = server_settings(work, library["plain"].parent, text={"ocr": True, "speech": True})
-    srv = Server(work, settings).start()
+    srv = Server(work, settings, forks=cli_forks).start()
     with srv.client() as c:
         r = c.post("/v1/ingest", json={"paths": [str(p) for p in library.values()]})
         assert r.status_code == 202, r.text
