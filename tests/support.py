@@ -88,18 +88,6 @@ def t2v(
     )
 
 
-def t2v_popen(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start the `t2v` CLI (stdout and stderr piped); the caller waits for or kills it."""
-    return subprocess.Popen(
-        t2v_command(*args),
-        cwd=REPO,
-        env=env or cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 # --- servers --------------------------------------------------------------------------------------
 
 
