@@ -6,7 +6,8 @@
 inproc: one process, one model, the same videos through the three ways files reach the encoder:
 `Ingestor.ingest_file` one after another (the service's worker before the prefetch), `Prefetcher`
 (the service's worker now: the next file decodes while the current one encodes) and
-`Ingestor.ingest_many` (what `t2v index add` runs). Wall and CPU seconds (this process; ffmpeg is
+`Ingestor.ingest_many` (what `t2v index add` runs); `decode-only`: just the decode side of each
+file (what the prefetch can hide behind encoding). Wall and CPU seconds (this process; ffmpeg is
 a child process and not counted).
 processes: `t2v index add` (its summary's seconds: ingestion without the model load) against a
 `uvicorn` service given one job with the same files (POST /v1/ingest until the job is done; a
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer.corpora.lavfi import render_lavfi  # noqa: E402
-from indexer.ingest.pipeline import IngestItem, Ingestor, Prefetcher  # noqa: E402
+from indexer.ingest.pipeline import IngestItem, Ingestor, IngestResult, Prefetcher  # noqa: E402
+from indexer.ingest.prepare import Prepared  # noqa: E402
 from indexer.store import Store, store_identity  # noqa: E402
 from model import create_model, get_config  # noqa: E402
 
@@ -81,6 +83,14 @@ def bench_inproc(args: argparse.Namespace) -> None:
                     pre.ingest(i, items[k + 1] if k + 1 < len(items) else None) for k, i in enumerate(items)
                 ]
                 pre.close()
+            elif mode == "decode-only":  # what the prefetch can hide: probe, hash, frames of each file
+                prepared = [ing.prepare(i) for i in items]
+                results = [
+                    IngestResult(str(g.item.path), "done", clips=len(g.spans))
+                    if isinstance(g, Prepared)
+                    else g
+                    for g in prepared
+                ]
             else:
                 results = ing.ingest_many(items, flush=False)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
