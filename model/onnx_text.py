@@ -93,6 +93,43 @@ def _fold_constants(src: Path, dst: Path) -> None:
     ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
 
 
+def export_raw_graph(model: T2VParser, path: Path) -> Path:
+    """The torch export as it comes (dynamic sequence length), not yet folded or rewritten."""
+    graph = _QueryGraph(model).eval().cpu()
+    context = int(model.backbone.text_tower.positional_embedding.shape[0])
+    ids = model.tokenize(["a query to trace the graph with"])
+    example = ids[:, : int(_eot_positions(model, ids)[0]) + 1]  # (1, n)
+    n = torch.export.Dim("n", min=2, max=context)
+    with torch.no_grad(), atomic_path(path) as out:
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(out),
+            input_names=["ids"],
+            output_names=["rows"],
+            dynamic_shapes={"ids": {1: n}},
+            dynamo=True,
+            external_data=False,
+            optimize=False,  # folded by ONNX Runtime afterwards; exporting is 3x faster
+            verify=False,  # checked against torch by the tests and the benchmark instead
+            verbose=False,
+        )
+    return path
+
+
+def prepare_graph(raw: Path, path: Path) -> Path:
+    """Constant-fold `raw` and turn every linear layer into a MatMul with a constant weight."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".fold-") as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        _fold_constants(raw, folded)
+        proto, _ = linear_weights_as_matmuls(onnx.load(str(folded)))
+    with atomic_path(path) as out:
+        onnx.save(proto, str(out))
+    return path
+
+
 def export_query_graph(model: T2VParser, path: Path) -> Path:
     """Write the fp32 query graph as ONNX at `path`, with a dynamic sequence length.
 
@@ -101,35 +138,9 @@ def export_query_graph(model: T2VParser, path: Path) -> Path:
     the ViT-B/32 query 1.3x faster than the Gemm/split graph at the same values, and the int8
     quantiser can reach every weight.
     """
-    import onnx
-
-    graph = _QueryGraph(model).eval().cpu()
-    context = int(model.backbone.text_tower.positional_embedding.shape[0])
-    ids = model.tokenize(["a query to trace the graph with"])
-    example = ids[:, : int(_eot_positions(model, ids)[0]) + 1]  # (1, n)
-    n = torch.export.Dim("n", min=2, max=context)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
-        raw, folded = Path(tmp) / "raw.onnx", Path(tmp) / "folded.onnx"
-        with torch.no_grad():
-            torch.onnx.export(
-                graph,
-                (example,),
-                str(raw),
-                input_names=["ids"],
-                output_names=["rows"],
-                dynamic_shapes={"ids": {1: n}},
-                dynamo=True,
-                external_data=False,
-                optimize=False,  # folded below by ONNX Runtime; exporting is 3x faster
-                verify=False,  # checked against torch by the tests and the benchmark instead
-                verbose=False,
-            )
-        _fold_constants(raw, folded)
-        proto, _ = linear_weights_as_matmuls(onnx.load(str(folded)))
-        with atomic_path(path) as out:
-            onnx.save(proto, str(out))
-    return path
+        return prepare_graph(export_raw_graph(model, Path(tmp) / "raw.onnx"), path)
 
 
 def quantize_graph(fp32: Path, path: Path) -> Path:
