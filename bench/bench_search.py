@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from indexer.search.searcher import Searcher  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store  # noqa: E402
+from indexer.store import vector_index as vi  # noqa: E402
 from model import TextSets, partial_alignment_scores  # noqa: E402
 
 CLIPS_PER_VIDEO = 10
@@ -255,6 +256,19 @@ def bench_size(
             Row(dist, clips, f"{label}, {k} hits/vector", len(queries), m["candidates"], m["cand_ms"],
                 m["rerank_ms"], m["p50"], m["p95"], m["recall"], ex50 / m["p50"], n_ref)
         )  # fmt: skip
+    for kind in args.kinds:
+        # another first stage over the same store, queries and reference (ratios in one run)
+        info = store.rebuild_index(kind)
+        extra = f" (nlist {info['nlist']}, nprobe {info['nprobe']}, {info['codec']})" if info["nlist"] else ""
+        for k in args.k:
+            m = run_searches(Searcher(store, candidates_per_vector=k, max_candidates=args.max_candidates),
+                             queries, top)  # fmt: skip
+            rows.append(
+                Row(dist, clips, f"{kind}{extra}, {k} hits/vector", len(queries), m["candidates"],
+                    m["cand_ms"], m["rerank_ms"], m["p50"], m["p95"], m["recall"], ex50 / m["p50"], n_ref)
+            )  # fmt: skip
+    if args.kinds:
+        store.rebuild_index(index_type or vi.auto_kind(clips, corpus.n_v, corpus.dim))
     if clips <= args.token_max:
         # the token-level first stage (every row in FAISS) for the comparison the SPEC asks for
         store.rebuild_index("flat")
@@ -320,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--k", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--max-candidates", type=int, default=512)
     ap.add_argument("--ivf-from", type=int, default=50_000, help="global-ivf from this many clips")
+    ap.add_argument("--kinds", nargs="*", default=[], help="also time these index types (vector_index)")
     ap.add_argument("--token-queries", type=int, default=0, help="queries for it (0: all)")
     ap.add_argument("--token-max", type=int, default=10_000, help="token-level comparison up to here")
     ap.add_argument("--exhaustive-min", type=int, default=3, help="baseline queries at least")

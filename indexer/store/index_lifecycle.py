@@ -25,7 +25,9 @@ from indexer.store.segments import CHUNK
 
 
 def _training_size(spec: vi.IndexSpec) -> int:
-    return max(spec.nlist * 40, 10_000)
+    # token-level IVF-PQ has ~4 sqrt(rows) lists over 20x the rows of the pooled IVF: 16 rows a
+    # list keeps its k-means (D=512) at seconds to a few minutes up to its 104k-clip range
+    return max(spec.nlist * (16 if spec.codec == "pq4" else 40), 10_000)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class IndexLifecycle:
             self.dirty = True
 
     def _fresh(self, spec: vi.IndexSpec, clips: Clips, train: np.ndarray | None = None) -> faiss.Index:
-        if train is None and spec.type in ("ivf", "global-ivf"):
+        if train is None and spec.type in vi.IVF_TYPES:
             train = self._training_sample(clips, _training_size(spec), vi.is_pooled(spec))
         return vi.build_index(spec, self.dim, train)
 

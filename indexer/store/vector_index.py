@@ -17,10 +17,14 @@ import numpy as np
 
 from model.fileio import atomic_path
 
-# Up to this many stored floats (rows x D, 512 MiB as float32) an exact flat scan is fast enough
-# (~0.25 s per query set on one busy core, recall 1.0); beyond it an IVF index answers in ms.
-FLAT_MAX_ELEMENTS = 1 << 27
-INDEX_TYPES = ("flat", "ivf", "hnsw", "global", "global-ivf")
+# The automatic choice by stored floats (rows x D), measured in issue 17 (docs/BENCHMARKS.md):
+# the exact token-level scan up to 2^22 (409 ViT-B/32 clips, ~8 ms a query set); token-level IVF
+# with 4-bit PQ codes up to 2^30 (104k ViT-B/32 clips, 2.7 KB of RAM per clip); the pooled IVF
+# beyond (0.5 KB per clip, but it misses clips matched by single rows of a trained model).
+FLAT_MAX_ELEMENTS = 1 << 22
+IVFPQ_MAX_ELEMENTS = 1 << 30
+INDEX_TYPES = ("flat", "ivf", "ivf-pq", "hnsw", "global", "global-ivf")
+IVF_TYPES = ("ivf", "ivf-pq", "global-ivf")
 # 'global*' index one pooled vector per clip (normalised mean of its rows) instead of every row:
 # n_v times fewer FAISS rows, the first stage that fits 1M clips of D=512 in RAM.
 GLOBAL_TYPES = ("global", "global-ivf")
@@ -34,7 +38,8 @@ class IndexSpec:
     hnsw_m: int = 0  # hnsw: graph degree
     ef_search: int = 0  # hnsw: search beam width
     trained_clips: int = 0  # ivf: clips stored when the lists were trained (retrain after growth)
-    codec: str = "flat"  # ivf: how list entries are stored: 'flat' float32, 'sq8' 8-bit per dimension
+    codec: str = "flat"  # ivf: how list entries are stored: 'flat' float32, 'sq8' 8-bit per dimension,
+    # 'pq4' product quantiser of D/2 4-bit codes read with FAISS's SIMD fast scan (ivf-pq)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,15 +60,16 @@ def pool(matrices: np.ndarray) -> np.ndarray:
     return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
 
 
-def flat_is_enough(rows: int, dim: int) -> bool:
-    return rows * dim <= FLAT_MAX_ELEMENTS
-
-
 def auto_kind(clips: int, vectors_per_clip: int, dim: int) -> str:
-    """The index type a store picks by itself: the exact token-level scan while it is small,
-    then the pooled IVF. Every-row IVF is not an automatic choice: its RAM grows with every row
-    (41 GB at 1M clips of ViT-B/32) and its recall on unstructured rows stayed at 0.90."""
-    return "flat" if flat_is_enough(clips * vectors_per_clip, dim) else "global-ivf"
+    """The index type a store picks by itself: the exact token-level scan while it is small, then
+    token-level IVF-PQ, then the pooled IVF. Token-level keys keep the clips a trained model
+    matches by one row (pooled keys found 0.57-0.71 of the exact top-10 on 4.5k trained clips);
+    IVF-PQ avoids the flat scan's slow range (35-79 ms at 5k-13k ViT-B/32 clips). Its RAM grows
+    with every row, hence the pooled IVF past IVFPQ_MAX_ELEMENTS."""
+    elements = clips * vectors_per_clip * dim
+    if elements <= FLAT_MAX_ELEMENTS:
+        return "flat"
+    return "ivf-pq" if elements <= IVFPQ_MAX_ELEMENTS else "global-ivf"
 
 
 def check_type(kind: str) -> None:
@@ -86,20 +92,24 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
         return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="sq8")
     if kind == "hnsw":
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
-    # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
     rows = clips * vectors_per_clip
+    if kind == "ivf-pq":
+        # ~4 sqrt(rows) lists, at least 39 rows each; 1/32 of them probed: recall@10 0.99 on the
+        # trained demo model's 4.5k clips and 1.000 on 12k clustered ViT-B/32 clips (issue 17)
+        nlist = int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
+        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="pq4")
+    # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
     nlist = int(min(4096, max(16, 4 * math.sqrt(max(rows, 1)))))
     return IndexSpec("ivf", nlist=nlist, nprobe=max(8, nlist // 8), trained_clips=clips)
 
 
 def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int) -> bool:
-    """For an automatically chosen index: has the store outgrown it? A flat index past its size,
+    """For an automatically chosen index: has the store outgrown it? An index of another type
+    than today's size picks (a store written before issue 17 moves to ivf-pq at its next commit),
     or IVF lists trained on a quarter of today's clips (too few lists, stale centroids)."""
-    if spec.type == "flat":
-        return auto_kind(clips, vectors_per_clip, dim) != "flat"
-    if spec.type == "global-ivf" and spec.trained_clips > 0:
-        return clips > 4 * spec.trained_clips
-    return False
+    if auto_kind(clips, vectors_per_clip, dim) != spec.type:
+        return True
+    return spec.type in IVF_TYPES and spec.trained_clips > 0 and clips > 4 * spec.trained_clips
 
 
 def matches(index: faiss.Index, spec: IndexSpec) -> bool:
@@ -107,9 +117,11 @@ def matches(index: faiss.Index, spec: IndexSpec) -> bool:
     base = _base(index)
     if spec.type in ("flat", "global"):
         return isinstance(base, faiss.IndexFlat)
-    if spec.type in ("ivf", "global-ivf"):
+    if spec.type in IVF_TYPES:
         sq = isinstance(base, faiss.IndexIVFScalarQuantizer)
-        return isinstance(base, faiss.IndexIVF) and base.nlist == spec.nlist and sq == (spec.codec == "sq8")
+        pq = isinstance(base, faiss.IndexIVFPQFastScan)
+        same_codec = sq == (spec.codec == "sq8") and pq == (spec.codec == "pq4")
+        return isinstance(base, faiss.IndexIVF) and base.nlist == spec.nlist and same_codec
     return isinstance(base, faiss.IndexHNSW)
 
 
@@ -125,17 +137,29 @@ def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> f
     elif spec.type == "hnsw":
         base = faiss.IndexHNSWFlat(dim, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         base.hnsw.efSearch = spec.ef_search
-    elif spec.type in ("ivf", "global-ivf"):
+    elif spec.type in IVF_TYPES:
         quantizer = faiss.IndexFlatIP(dim)
-        if spec.codec == "sq8":
+        if spec.codec == "pq4":
+            # D/2 sub-vectors of 2 dims, 16 centroids each: 4 bits per 2 floats (D/4 bytes a row),
+            # scanned 32 codes at a time with SIMD lookup tables; stage 2 rescores exactly. The
+            # factory owns its quantiser.
+            base = faiss.index_factory(dim, f"IVF{spec.nlist},PQ{dim // 2}x4fs", faiss.METRIC_INNER_PRODUCT)
+        elif spec.codec == "sq8":
             qt = faiss.ScalarQuantizer.QT_8bit
             base = faiss.IndexIVFScalarQuantizer(quantizer, dim, spec.nlist, qt, faiss.METRIC_INNER_PRODUCT)
         else:
             base = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
         if train is None or len(train) < spec.nlist:
             raise ValueError(f"an ivf index with {spec.nlist} lists needs at least that many training rows")
-        base.train(np.ascontiguousarray(train, dtype=np.float32))
-        base.nprobe = spec.nprobe
+        # PQ training runs D/2 tiny k-means, each parallelised inside: OpenMP threads spin-wait
+        # between them (10.8 s with 2 threads vs 0.5 s with 1 on the shared 2-core box)
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1 if spec.codec == "pq4" else before)
+        try:
+            base.train(np.ascontiguousarray(train, dtype=np.float32))
+        finally:
+            faiss.omp_set_num_threads(before)
+        faiss.extract_index_ivf(base).nprobe = spec.nprobe
     else:
         raise ValueError(f"unknown index type {spec.type!r}")
     return faiss.IndexIDMap(base)
@@ -144,7 +168,7 @@ def build_index(spec: IndexSpec, dim: int, train: np.ndarray | None = None) -> f
 def apply_search_params(index: faiss.Index, spec: IndexSpec) -> None:
     """Search-time knobs are not always kept by write/read: set them after loading."""
     base = _base(index)
-    if spec.type in ("ivf", "global-ivf") and hasattr(base, "nprobe"):
+    if spec.type in IVF_TYPES and hasattr(base, "nprobe"):
         base.nprobe = spec.nprobe
     if spec.type == "hnsw" and hasattr(base, "hnsw"):
         base.hnsw.efSearch = spec.ef_search

@@ -84,6 +84,45 @@ def test_global_first_stage_finds_the_exact_top(tmp_path: Path, kind: str) -> No
         assert again.stats().index_vectors == 600
 
 
+def test_token_level_ivf_pq_first_stage_finds_the_exact_top(tmp_path: Path) -> None:
+    """The automatic first stage of mid-size stores: every row in IVF lists of 4-bit PQ codes,
+    then the exact rerank. It proposes a shortlist, not the store, and keeps the exact top-5."""
+    store, mats = _store(tmp_path / "s", 600, "flat")
+    store.rebuild_index("ivf-pq")  # an IVF index trains on stored vectors
+    spec = store.index_spec
+    assert spec.type == "ivf-pq" and spec.codec == "pq4" and spec.nlist >= 16
+    assert store.stats().index_vectors == 600 * N_V and store.verify().ok  # every row: token-level keys
+    rng = np.random.default_rng(2)
+    found = 0
+    s = Searcher(store, candidates_per_vector=32)
+    for target in rng.choice(600, size=10, replace=False):
+        q = unit(mats[target][:3] + 0.3 * unit(rng.standard_normal((3, DIM))))
+        text = TextSets(vectors=torch.from_numpy(q)[None].float(), mask=torch.ones(1, 3, dtype=torch.bool))
+        r = s.search(text, top_k=5)
+        ids, exact = s.exhaustive_scores(text)
+        assert r.moments[0].clip_id == int(target) + 1 and r.candidates < 300
+        found += len(set(ids[np.argsort(-exact[0])[:5]].tolist()) & {m.clip_id for m in r.moments})
+    assert found / 50 >= 0.98
+    store.close()
+    with Store.open(tmp_path / "s") as again:  # the saved file is read back as the same structure
+        assert again.index_spec.type == "ivf-pq" and again.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("clips", "kind"),
+    [(100, "flat"), (409, "flat"), (1_000, "ivf-pq"), (12_000, "ivf-pq"), (100_000, "ivf-pq"),
+     (105_000, "global-ivf"), (1_000_000, "global-ivf")],
+)  # fmt: skip
+def test_automatic_choice_by_size(clips: int, kind: str) -> None:
+    """ViT-B/32 shapes (20 rows of D=512): token-level keys up to ~104k clips, no flat scan past
+    ~400 clips (the slow range of issue 17), the pooled IVF only where every-row RAM is too much."""
+    assert vi.auto_kind(clips, 20, 512) == kind
+    spec = vi.choose_spec(clips, 20, 512)
+    assert spec.type == kind
+    if kind != "flat":
+        assert 16 <= spec.nlist <= clips * 20 // 39 and 8 <= spec.nprobe <= spec.nlist
+
+
 def test_rebuild_index_back_to_token_level(tmp_path: Path) -> None:
     store, _ = _store(tmp_path / "s", 100, "global")
     store.rebuild_index("flat")
