@@ -40,9 +40,9 @@ class VectorSettings(BaseModel):
     collection: str = Field("t2v_clips", min_length=1, description="Qdrant collection of this store")
     shards: int = Field(1, ge=1, description="shard_number of a new server collection")
     replicas: int = Field(1, ge=1, description="replication_factor of a new server collection")
-    prefetch: int = Field(256, ge=1, description="clips the pooled query vector proposes (Qdrant)")
+    prefetch: int = Field(512, ge=1, description="clips the pooled query vector proposes (Qdrant)")
     row_prefetch: int = Field(32, ge=0, description="clips each query row proposes (Qdrant; 0: none)")
-    rescored: int = Field(128, ge=1, description="clips kept after Qdrant's MaxSim, then reranked exactly")
+    rescored: int = Field(384, ge=1, description="clips kept after Qdrant's MaxSim, then reranked exactly")
     hnsw_ef: int = Field(64, ge=1, description="HNSW beam width of Qdrant's prefetch searches")
     write: bool = Field(True, description="false on read-only replicas: never write the Qdrant collection")
 

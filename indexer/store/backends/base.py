@@ -37,9 +37,10 @@ class BackendConfig:
     collection: str = "t2v_clips"  # collection name on a server (one per store)
     shards: int = 1  # a new server collection's shard_number
     replicas: int = 1  # a new server collection's replication_factor
-    prefetch: int = 256  # clips the pooled query vector proposes before MaxSim rescoring
+    # prefetch and rescored: recall@10 1.000 at 100k clips (0.82 at 256 / 128; docs/BENCHMARKS.md)
+    prefetch: int = 512  # clips the pooled query vector proposes before MaxSim rescoring
     row_prefetch: int = 32  # clips each query row proposes (against the pooled vectors); 0: none
-    rescored: int = 128  # clips kept after MaxSim rescoring (then reranked exactly)
+    rescored: int = 384  # clips kept after MaxSim rescoring (then reranked exactly)
     hnsw_ef: int = 64  # HNSW beam width of the prefetch searches
     write: bool = True  # False: never write the engine (read-only replicas of a served cluster)
 
