@@ -11,7 +11,7 @@ the console-script test of tests/cli/test_rank_demo.py and tests/test_readme_com
 README line through the installed `t2v`).
 
 Protocol of the parent (`python tests/cli_forks.py`; one JSON object per line each way):
-    {"op": "run", "prog": "t2v" | "uvicorn", "argv": [...], "env": {...}, "cwd": DIR, "out": FILE,
+    {"op": "run", "prog": "t2v" | "uvicorn" | "python", "argv": [...], "env": {...}, "cwd": DIR, "out": FILE,
      "err": FILE} -> {"pid": N}
     {"op": "poll", "pid": N} -> {"code": null} while it runs, else its exit status (-SIGNAL if killed)
 The parent imports but never runs a torch op (fork-safe).
@@ -49,14 +49,8 @@ def _child(req: dict[str, Any]) -> None:
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdin, /dev/null
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-        if req.get("prog") == "uvicorn":  # `python -m uvicorn ARGS`
-            from uvicorn.main import main
-        else:  # `python -m service.cli ARGS`
-            from service.cli import main
-
-        sys.argv = [req.get("prog", "t2v"), *req["argv"]]
         try:
-            main()
+            _main(req.get("prog", "t2v"), req["argv"])
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -68,6 +62,24 @@ def _child(req: dict[str, Any]) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _main(prog: str, argv: list[str]) -> None:
+    """What `python -m service.cli ARGV` (prog t2v), `python -m uvicorn ARGV` or `python ARGV`
+    (prog python: a script and its arguments) runs."""
+    if prog == "python":
+        import runpy
+
+        sys.argv = list(argv)
+        sys.path[0] = str(Path(argv[0]).resolve().parent)  # as the interpreter sets it for a script
+        runpy.run_path(argv[0], run_name="__main__")
+        return
+    if prog == "uvicorn":
+        from uvicorn.main import main
+    else:
+        from service.cli import main
+    sys.argv = [prog, *argv]
+    main()
 
 
 def _status(pid: int) -> int | None:
@@ -200,10 +212,10 @@ class CliForks:
         return ForkedRun(self, int(self._ask(req)["pid"]), args, out, err)
 
     def run(
-        self, args: list[str], env: dict[str, str], timeout: float, cwd: Path = REPO
+        self, args: list[str], env: dict[str, str], timeout: float, cwd: Path = REPO, prog: str = "t2v"
     ) -> subprocess.CompletedProcess[str]:
         """Like subprocess.run(capture_output=True, text=True): kills the run after `timeout` s."""
-        run = self.start(args, env, cwd)
+        run = self.start(args, env, cwd, prog)
         try:
             code = run.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -211,7 +223,7 @@ class CliForks:
             run.wait()
             raise
         out, err = run.output()
-        return subprocess.CompletedProcess(["t2v", *args], code, out, err)
+        return subprocess.CompletedProcess([prog, *args], code, out, err)
 
     def close(self) -> None:
         """Kill the parent: it holds nothing to save, and an interpreter that imported torch takes

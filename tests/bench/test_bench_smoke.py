@@ -5,24 +5,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_forks import CliForks
 from tests.support import REPO
 
 pytestmark = pytest.mark.slow  # runs every benchmark part in --smoke mode
 
 
-def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
+def test_run_all_smoke_writes_its_section(tmp_path: Path, cli_forks: CliForks) -> None:
     doc = tmp_path / "BENCHMARKS.md"
     doc.write_text("# Benchmarks\n\n## Someone else's section\n\nkeep me\n")
     out = tmp_path / "figures.json"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    cmd = [
-        sys.executable,
+    cmd = [  # `python bench/run_all.py ...`, forked from the pre-imported test interpreter
         str(REPO / "bench" / "run_all.py"),
         "--smoke",
         "--doc",
@@ -32,7 +30,7 @@ def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
         "--work",
         str(tmp_path / "work"),
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = cli_forks.run(cmd, env, timeout=600, prog="python")
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = doc.read_text()
     assert "## Someone else's section\n\nkeep me" in text  # other sections kept
@@ -72,7 +70,7 @@ def test_run_all_smoke_writes_its_section(tmp_path: Path) -> None:
     table_rows = [line for line in text.splitlines() if re.match(r"\| (clustered|isotropic) \|", line)]
     assert len(table_rows) == len(rows) + len(big)
     # a rerun with the same --work reuses every part (a long suite resumes after an interruption)
-    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    again = cli_forks.run(cmd, env, timeout=120, prog="python")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("reusing") == 5 and doc.read_text() == text.replace(
         text.split("(wall ")[1].split(" min")[0], again.stdout.split("(wall ")[1].split(" min")[0], 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +12,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.cli_forks import CliForks
 from tests.support import REPO, tiny_checkpoint
 
 SCRIPT = REPO / "bench" / "eval_model.py"
@@ -54,13 +54,13 @@ def meanp_checkpoint(path: Path) -> Path:
     return path
 
 
-def run(ckpt: Path, manifests: list[Path], out: Path, work: Path) -> dict:
-    cmd = [sys.executable, str(SCRIPT), "--checkpoint", str(ckpt), "--device", "cpu", "--out", str(out),
+def run(forks: CliForks, ckpt: Path, manifests: list[Path], out: Path, work: Path) -> dict:
+    cmd = [str(SCRIPT), "--checkpoint", str(ckpt), "--device", "cpu", "--out", str(out),
            "--work", str(work)]  # fmt: skip
     for m in manifests:
         cmd += ["--manifest", str(m)]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = forks.run(cmd, env, timeout=300, prog="python")  # `python bench/eval_model.py ...`
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "moments (partial, right video)" in proc.stdout
     return json.loads(out.read_text())
@@ -72,12 +72,12 @@ def kinds(manifest: Path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_eval_model_on_a_tiny_benchmark(tmp_path: Path) -> None:
+def test_eval_model_on_a_tiny_benchmark(tmp_path: Path, cli_forks: CliForks) -> None:
     from indexer.corpora.synthetic import generate_benchmark
 
     bench = generate_benchmark(tmp_path / "b", seed=0, n_train=2, n_val=1, n_test=2, workers=1)
     test, val = bench["test"], bench["val"]
-    res = run(tiny_checkpoint(tmp_path / "tiny.pt"), [test], tmp_path / "r.json", tmp_path / "w")
+    res = run(cli_forks, tiny_checkpoint(tmp_path / "tiny.pt"), [test], tmp_path / "r.json", tmp_path / "w")
     assert res["frames"] == 12 and res["views"] == 8 and (res["window"], res["stride"]) == (2.0, 1.0)
     (m,) = res["manifests"]
     n_partial, n_full = kinds(test)
@@ -93,7 +93,9 @@ def test_eval_model_on_a_tiny_benchmark(tmp_path: Path) -> None:
             assert 0.0 <= m["rows"][kind][key] <= 1.0, (kind, key)
 
     # meanP has no views: every share is 0 and said so; two manifests, one entry each
-    res = run(meanp_checkpoint(tmp_path / "meanp.pt"), [test, val], tmp_path / "r2.json", tmp_path / "w")
+    res = run(
+        cli_forks, meanp_checkpoint(tmp_path / "meanp.pt"), [test, val], tmp_path / "r2.json", tmp_path / "w"
+    )
     assert res["views"] == 0 and [m["manifest"] for m in res["manifests"]] == [str(test), str(val)]
     for m, manifest in zip(res["manifests"], (test, val), strict=True):
         assert m["note"] == "no views" and m["moments"]["count"] == kinds(manifest)[0]
