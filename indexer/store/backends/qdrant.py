@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,9 @@ SET, POOLED = "set", "pooled"  # the two named vectors of a point
 UPSERT_BATCH = 256  # points per upsert call
 _VERIFY_SAMPLE = 256  # clips whose stored vectors verify compares with the matrices
 _MAX_LISTED = 20
+# points upserted since the last optimisation above which the shard's files are read into the
+# page cache first (the optimiser copies them page by page: see EdgeEngine._warm)
+_WARM_POINTS = 10_000
 
 
 class Engine(Protocol):
@@ -94,6 +98,7 @@ class EdgeEngine:
         self.dim = dim
         self._held = self._hold()
         self._shard = self._open()
+        self._pending = 0  # points upserted since the last optimisation
 
     def _hold(self) -> IO[bytes]:
         """An flock on the directory for as long as the engine is open: two openers of one shard
@@ -156,6 +161,7 @@ class EdgeEngine:
             for i, cid in enumerate(ids.tolist())
         ]
         self._shard.update(qe.UpdateOperation.upsert_points(points))
+        self._pending += len(points)
 
     def delete(self, ids: Sequence[int]) -> None:
         self._shard.update(self._qe.UpdateOperation.delete_points([int(i) for i in ids]))
@@ -202,8 +208,25 @@ class EdgeEngine:
 
     def flush(self) -> None:
         self._shard.flush()
+        if self._pending >= _WARM_POINTS:
+            self._warm()
         self._shard.optimize()  # no background optimiser in-process: build the HNSW graph now
         self._shard.flush()
+        self._pending = 0
+
+    def _warm(self) -> None:
+        """Read the shard's files once, in order, when they fit in half the RAM. After a bulk export
+        the optimiser copies the new segment into an indexed one by faulting its memory-mapped
+        vectors in one 4 KB page at a time: on a shared disk with few IOPS that ran at ~1.6 MB/s
+        (100k clips: minutes stalled), where one sequential read took 13 s for 4.3 GB."""
+        files = [f for f in (self.path / "segments").rglob("*") if f.is_file()]
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if sum(f.stat().st_size for f in files) > ram // 2:
+            return  # would only evict itself
+        for f in files:
+            with open(f, "rb", buffering=0) as fh:
+                while fh.read(1 << 22):
+                    pass
 
     def clear(self) -> None:
         self._shard.close()
