@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,11 @@ def test_query_sets_and_rankings_match_torch(exported: dict) -> None:
             assert min(cosines) > 0.9999 and np.mean(overlap) >= 0.99
         else:  # int8 weights: close, not equal (its rankings on ViT-B/32 are in docs/BENCHMARKS.md)
             assert min(cosines) > 0.9 and np.mean(overlap) >= 0.5
+    # the served graph: every linear layer a MatMul with a constant weight (pre-packed, quantisable)
+    served = onnx.load(str(exported["cache"] / f"query-{graph_key(model)}-fp32.onnx"))
+    consts = {i.name for i in served.graph.initializer}
+    assert not {n.op_type for n in served.graph.node} & {"Gemm", "SplitToSequence"}
+    assert sum(n.op_type == "MatMul" and n.input[1] in consts for n in served.graph.node) >= 4  # a layer
     # a batch of texts of different lengths gives each its own rows
     both = exported["encoders"]["fp32"].encode_texts(QUERIES[:2])
     assert both.mask.sum(1).tolist() == [len(ref[QUERIES[0]]), len(ref[QUERIES[1]])]
