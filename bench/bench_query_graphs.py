@@ -1,7 +1,7 @@
 """Issue 17: which ONNX query graph is fast enough AND keeps the torch rankings (one run, 1 thread).
 
     OMP_NUM_THREADS=1 python bench/bench_query_graphs.py [--config t2v-vit-b-32] [--repeats 3]
-                                                         [--cache var/onnx-graphs]
+                                                         [--checkpoint CKPT] [--cache var/onnx-graphs]
 
 Variants of the same text tower + text ADT decoder (random weights, pretrained=None: nothing is
 downloaded, speed does not depend on them), timed interleaved query by query so that every path sees
@@ -91,11 +91,17 @@ def main() -> None:
     p.add_argument("--config", default="t2v-vit-b-32")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--clips", type=int, default=5000)
+    p.add_argument(
+        "--checkpoint", default=None, help="a trained checkpoint instead of random --config weights"
+    )
     p.add_argument("--cache", default="var/onnx-graphs", help="where the variants are cached")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = create_model(get_config(args.config).replace(pretrained=None), text_only=True).eval()
+    if args.checkpoint:  # trained weights: rankings with real score gaps
+        model = create_model(None, checkpoint=args.checkpoint, text_only=True).eval()
+    else:
+        model = create_model(get_config(args.config).replace(pretrained=None), text_only=True).eval()
     t0 = time.perf_counter()
     files = build(model, Path(args.cache))
     setup = time.perf_counter() - t0
@@ -140,8 +146,8 @@ def main() -> None:
                 fn(q)
                 times[name].append(time.perf_counter() - t0)
     print(
-        f"\n### Query graphs ({args.config}, CPU, 1 thread, {len(QUERIES)} queries x {args.repeats}, "
-        f"interleaved; load average {load:.1f} at start; build {setup:.0f} s)\n"
+        f"\n### Query graphs ({args.checkpoint or args.config}, CPU, 1 thread, {len(QUERIES)} queries x "
+        f"{args.repeats}, interleaved; load average {load:.1f} at start; build {setup:.0f} s)\n"
     )
     print("| path | file MB | p50 ms | vs torch | min row cosine | top-10 overlap, noise 0.05 | 0.2 |")
     print("|---|---|---|---|---|---|---|")
