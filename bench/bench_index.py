@@ -283,10 +283,16 @@ def bench_synthetic(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     model = create_model(None, checkpoint=args.checkpoint)
     videos = sorted({manifest.parent / r["video"] for r in rows})
+    for extra in map(Path, args.also):  # more stored videos (a larger store); their captions unused
+        lines = [json.loads(line) for line in extra.read_text().splitlines() if line.strip()]
+        videos += sorted({extra.parent / r["video"] for r in lines} - set(videos))
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "s", store_identity(model), create=True)
-        results = Ingestor(store, model, args.window, args.window / 2, 32).ingest_many(videos)
-        assert all(r.status == "done" for r in results), [r for r in results if r.status != "done"]
+        root = Path(args.keep) if args.keep else Path(tmp) / "s"
+        reuse = (root / "manifest.json").exists()  # --keep: ingested by an earlier run
+        store = Store.open(root, store_identity(model), create=not reuse)
+        if not reuse:
+            results = Ingestor(store, model, args.window, args.window / 2, 32).ingest_many(videos)
+            assert all(r.status == "done" for r in results), [r for r in results if r.status != "done"]
         n_clips = store.stats().clips
         with torch.no_grad():
             queries = [model.encode_texts([r["caption"]]) for r in rows]
@@ -323,6 +329,8 @@ def main() -> None:
     ap.add_argument("--data", default="data/synth/test.jsonl", help="synthetic: split manifest")
     ap.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT), help="synthetic: a trained model")
     ap.add_argument("--window", type=float, default=2.0, help="synthetic: clip window in seconds")
+    ap.add_argument("--also", nargs="*", default=[], help="synthetic: manifests whose videos join the store")
+    ap.add_argument("--keep", default=None, help="synthetic: keep the store here (reused when present)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:

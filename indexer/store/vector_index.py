@@ -17,12 +17,9 @@ import numpy as np
 
 from model.fileio import atomic_path
 
-# The automatic choice by stored floats (rows x D), measured in issue 17 (docs/BENCHMARKS.md):
-# the exact token-level scan up to 2^22 (409 ViT-B/32 clips, ~8 ms a query set); token-level IVF
-# with 4-bit PQ codes up to 2^30 (104k ViT-B/32 clips, 2.7 KB of RAM per clip); the pooled IVF
-# beyond (0.5 KB per clip, but it misses clips matched by single rows of a trained model).
-FLAT_MAX_ELEMENTS = 1 << 22
-IVFPQ_MAX_ELEMENTS = 1 << 30
+# Up to this many stored floats (rows x D, 512 MiB as float32) an exact flat scan is fast enough
+# (~0.25 s per query set on one busy core, recall 1.0); beyond it an IVF index answers in ms.
+FLAT_MAX_ELEMENTS = 1 << 27
 INDEX_TYPES = ("flat", "ivf", "ivf-pq", "hnsw", "global", "global-ivf")
 IVF_TYPES = ("ivf", "ivf-pq", "global-ivf")
 # 'global*' index one pooled vector per clip (normalised mean of its rows) instead of every row:
@@ -61,15 +58,12 @@ def pool(matrices: np.ndarray) -> np.ndarray:
 
 
 def auto_kind(clips: int, vectors_per_clip: int, dim: int) -> str:
-    """The index type a store picks by itself: the exact token-level scan while it is small, then
-    token-level IVF-PQ, then the pooled IVF. Token-level keys keep the clips a trained model
-    matches by one row (pooled keys found 0.57-0.71 of the exact top-10 on 4.5k trained clips);
-    IVF-PQ avoids the flat scan's slow range (35-79 ms at 5k-13k ViT-B/32 clips). Its RAM grows
-    with every row, hence the pooled IVF past IVFPQ_MAX_ELEMENTS."""
-    elements = clips * vectors_per_clip * dim
-    if elements <= FLAT_MAX_ELEMENTS:
-        return "flat"
-    return "ivf-pq" if elements <= IVFPQ_MAX_ELEMENTS else "global-ivf"
+    """The index type a store picks by itself: the exact token-level scan while it is small,
+    then the pooled IVF. Every-row IVF is not an automatic choice: its RAM grows with every row
+    (41 GB at 1M clips of ViT-B/32) and its recall on unstructured rows stayed at 0.90. Neither
+    is `ivf-pq` (issue 17): 4-bit codes found 0.59-0.76 of the exact top-10 on 4.5k trained demo
+    clips (flat 0.976-0.996), and at 4k ViT-B/32 clips its stage 1 was slower than global-ivf's."""
+    return "flat" if clips * vectors_per_clip * dim <= FLAT_MAX_ELEMENTS else "global-ivf"
 
 
 def check_type(kind: str) -> None:
@@ -94,8 +88,7 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
     rows = clips * vectors_per_clip
     if kind == "ivf-pq":
-        # ~4 sqrt(rows) lists, at least 39 rows each; 1/32 of them probed: recall@10 0.99 on the
-        # trained demo model's 4.5k clips and 1.000 on 12k clustered ViT-B/32 clips (issue 17)
+        # ~4 sqrt(rows) lists, at least 39 rows each, 1/32 of them probed (pinned only: see auto_kind)
         nlist = int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
         return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="pq4")
     # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
@@ -104,12 +97,13 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
 
 
 def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int) -> bool:
-    """For an automatically chosen index: has the store outgrown it? An index of another type
-    than today's size picks (a store written before issue 17 moves to ivf-pq at its next commit),
+    """For an automatically chosen index: has the store outgrown it? A flat index past its size,
     or IVF lists trained on a quarter of today's clips (too few lists, stale centroids)."""
-    if auto_kind(clips, vectors_per_clip, dim) != spec.type:
-        return True
-    return spec.type in IVF_TYPES and spec.trained_clips > 0 and clips > 4 * spec.trained_clips
+    if spec.type == "flat":
+        return auto_kind(clips, vectors_per_clip, dim) != "flat"
+    if spec.type == "global-ivf" and spec.trained_clips > 0:
+        return clips > 4 * spec.trained_clips
+    return False
 
 
 def matches(index: faiss.Index, spec: IndexSpec) -> bool:

@@ -309,7 +309,6 @@ def test_flush_upgrades_a_grown_flat_index_to_global_ivf(
     store.flush()
     assert store.stats().index["type"] == "flat"
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 200 * NV * D - 1)  # now too big for flat
-    monkeypatch.setattr(vector_index, "IVFPQ_MAX_ELEMENTS", 200 * NV * D - 1)  # and for token-level IVF
     store.flush()
     stats = store.stats()
     # one pooled vector per clip, not every row: RAM per clip stays D floats at any size
@@ -328,13 +327,11 @@ def test_flush_upgrades_a_grown_flat_index_to_global_ivf(
 def test_growing_store_switches_and_retrains_by_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ingestion alone (no flush, no command) moves a growing store off the flat index to
-    token-level IVF-PQ, retrains the IVF lists after 4x growth, moves to the pooled IVF past
-    IVF-PQ's size, and a reader opened before the switch follows it."""
+    """Ingestion alone (no flush, no command) moves a growing store off the flat index, retrains
+    the IVF lists after 4x growth, and a reader opened before the switch follows it."""
     from indexer.store import vector_index
 
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 20 * NV * D)  # flat up to 20 clips
-    monkeypatch.setattr(vector_index, "IVFPQ_MAX_ELEMENTS", 100 * NV * D)  # ivf-pq up to 100
     rng = np.random.default_rng(12)
     writer = Store.open(tmp_path, identity(), create=True)
     reader = Store.open(tmp_path)
@@ -343,20 +340,14 @@ def test_growing_store_switches_and_retrains_by_itself(
     assert writer.stats().index["type"] == "flat" and reader.stats().index["type"] == "flat"
     add(writer, rng, 10, clips=2)  # 22 clips: past flat
     first = writer.stats().index
-    assert first["type"] == "ivf-pq" and first["trained_clips"] == 22 and first["codec"] == "pq4"
-    assert writer.stats().index_vectors == 22 * NV  # every row: the token-level keys
+    assert first["type"] == "global-ivf" and first["trained_clips"] == 22
     add(writer, rng, 11, clips=2)  # the reader notices at the next commit it sees
-    assert reader.stats().index == writer.stats().index and reader.stats().index_vectors == 24 * NV
+    assert reader.stats().index == writer.stats().index and reader.stats().index_vectors == 24
     for i in range(12, 45):
         add(writer, rng, i, clips=2)  # 90 clips > 4 x 22: lists retrained for today's size
     grown = writer.stats().index
-    assert grown["type"] == "ivf-pq" and grown["trained_clips"] == 90
-    assert reader.stats().index == grown and reader.stats().index_vectors == 90 * NV and reader.verify().ok
-    for i in range(45, 51):
-        add(writer, rng, i, clips=2)  # 102 clips: past ivf-pq, one pooled vector per clip
-    pooled = writer.stats().index
-    assert pooled["type"] == "global-ivf" and pooled["trained_clips"] == 102
-    assert reader.stats().index == pooled and reader.stats().index_vectors == 102 and reader.verify().ok
+    assert grown["type"] == "global-ivf" and grown["trained_clips"] == 90
+    assert reader.stats().index == grown and reader.stats().index_vectors == 90 and reader.verify().ok
     writer.close()
     reader.close()
     # pinned at creation: never replaced
