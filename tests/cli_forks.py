@@ -1,5 +1,6 @@
-"""`t2v` runs forked from one pre-imported interpreter, so a CLI test pays a fork instead of a
-fresh interpreter importing torch, open_clip and FAISS (~5-10 s of CPU each, ~50 runs a suite).
+"""`t2v` runs, test servers and bench scripts forked from one pre-imported interpreter, so a test
+pays a fork instead of a fresh interpreter importing torch, open_clip and FAISS (~10 s of CPU
+each, ~80 runs a suite).
 
 The child runs exactly what `python -m service.cli ARGS` runs (`service.cli.main` with that argv),
 in its own process with the environment, working directory, stdout and stderr files a subprocess
@@ -11,8 +12,8 @@ the console-script test of tests/cli/test_rank_demo.py and tests/test_readme_com
 README line through the installed `t2v`).
 
 Protocol of the parent (`python tests/cli_forks.py`; one JSON object per line each way):
-    {"op": "run", "prog": "t2v" | "uvicorn" | "python", "argv": [...], "env": {...}, "cwd": DIR, "out": FILE,
-     "err": FILE} -> {"pid": N}
+    {"op": "run", "prog": "t2v" | "uvicorn" | "python", "argv": [...], "env": {...}, "cwd": DIR,
+     "out": FILE, "err": FILE} -> {"pid": N}   (prog python: argv is a script and its arguments)
     {"op": "poll", "pid": N} -> {"code": null} while it runs, else its exit status (-SIGNAL if killed)
 The parent imports but never runs a torch op (fork-safe).
 """
@@ -24,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,7 @@ class CliForks:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.count = 0
+        self._lock = threading.Lock()
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__))],
             cwd=REPO,
@@ -178,9 +181,10 @@ class CliForks:
 
     def _ask(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        return dict(json.loads(self._read()))
+        with self._lock:  # one question and its answer at a time (tests may ask from threads)
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            return dict(json.loads(self._read()))
 
     def status(self, pid: int) -> int | None:
         code = self._ask({"op": "poll", "pid": pid})["code"]
