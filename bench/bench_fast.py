@@ -16,7 +16,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,23 @@ QUERIES = [
 ]
 
 
+def time_interleaved(
+    paths: Mapping[str, Callable[[str], object]], queries: list[str], repeats: int
+) -> dict[str, list[float]]:
+    """Seconds per call of each path, after one warm-up call each; interleaved so that every path
+    sees the same machine load (this box is shared, only ratios from one run mean anything)."""
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for fn in paths.values():
+        fn(queries[0])
+    for _ in range(repeats):
+        for q in queries:
+            for name, fn in paths.items():
+                t0 = time.perf_counter()
+                fn(q)
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def top10(rows: torch.Tensor, mats: torch.Tensor) -> set[int]:
     from model import one_query_scores
 
@@ -143,15 +160,7 @@ def bench_query(args: argparse.Namespace) -> None:
 
     paths: dict[str, Callable[[str], torch.Tensor]] = {"torch fp32": encode_torch}
     paths.update({f"onnx {p}": encode_onnx(p) for p in encoders})
-    times: dict[str, list[float]] = {k: [] for k in paths}
-    for fn in paths.values():  # warm-up
-        fn(QUERIES[0])
-    for _ in range(args.repeats):  # interleaved: every path sees the same machine load
-        for q in QUERIES:
-            for name, fn in paths.items():
-                t0 = time.perf_counter()
-                fn(q)
-                times[name].append(time.perf_counter() - t0)
+    times = time_interleaved(paths, QUERIES, args.repeats)
     print(
         f"\n### Query encoding ({args.config}, CPU, {args.threads} thread(s), {len(QUERIES)} queries x "
         f"{args.repeats}, interleaved; store of {args.clips} random clustered clips; "

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_fast import QUERIES, top10  # noqa: E402
+from bench.bench_fast import QUERIES, time_interleaved, top10  # noqa: E402
 from model import T2VParser, create_model, get_config  # noqa: E402
 from model.onnx_text import OnnxTextEncoder, export_raw_graph, graph_key, prepare_graph, quantize_graph  # noqa: E402
 
@@ -135,16 +135,8 @@ def main() -> None:
             rng.standard_normal((args.clips, model.num_video_vectors, model.dim), dtype=np.float32)
         )
         stores[noise] = F.normalize(centres[picks] + noise * nz, dim=-1).half()  # (N, n_v, D)
-    times: dict[str, list[float]] = {k: [] for k in paths}
-    for fn in paths.values():  # warm-up
-        fn(QUERIES[0])
     load = os.getloadavg()[0]
-    for _ in range(args.repeats):  # interleaved: every path sees the same machine load
-        for q in QUERIES:
-            for name, fn in paths.items():
-                t0 = time.perf_counter()
-                fn(q)
-                times[name].append(time.perf_counter() - t0)
+    times = time_interleaved(paths, QUERIES, args.repeats)
     print(
         f"\n### Query graphs ({args.checkpoint or args.config}, CPU, 1 thread, {len(QUERIES)} queries x "
         f"{args.repeats}, interleaved; load average {load:.1f} at start; build {setup:.0f} s)\n"
