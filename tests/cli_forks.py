@@ -204,6 +204,8 @@ class CliForks:
         self.count += 1
         out = out or self.workdir / f"run-{self.count}.out"
         err = err or self.workdir / f"run-{self.count}.err"
+        for path in (out, err):  # exist on return, as with Popen: callers read them at once
+            path.touch()
         req = {
             "op": "run",
             "prog": prog,
