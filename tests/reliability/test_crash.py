@@ -36,6 +36,19 @@ def test_kill9_during_cli_add(zygote: Zygote, corpus: list[Path], tiny_ckpt: Pat
 def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
     rng = random.Random(SEED + 1)
     paths = [str(p) for p in corpus]
+    # kill moments are drawn inside an uninterrupted job's time on this machine (a fixed range
+    # misses the job on a fast machine and only hits start-up on a slow one)
+    work = tmp_path / "full"
+    work.mkdir()
+    settings = tiny_settings(work, corpus[0].parent, tiny_ckpt, batch_size=4)
+    url, pid = zygote.start_server(settings, work / "server.log", free_port())
+    try:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            t0 = time.monotonic()
+            wait_job(c, c.post("/v1/ingest", json={"paths": paths}).json()["id"])
+            full = time.monotonic() - t0
+    finally:
+        kill9(pid)
     outcomes = []
     for trial in range(SERVICE_TRIALS):
         work = tmp_path / f"t{trial}"
@@ -49,7 +62,7 @@ def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: 
                 r = c.post("/v1/ingest", json={"paths": paths})
                 assert r.status_code == 202, r.text
                 job_id = r.json()["id"]
-                deadline = time.monotonic() + rng.uniform(0.0, 3.0)
+                deadline = time.monotonic() + rng.uniform(0.1, 0.9) * full
                 job = r.json()
                 while time.monotonic() < deadline:  # keep the latest acknowledged state
                     job = c.get(f"/v1/jobs/{job_id}").json()
