@@ -167,24 +167,57 @@ class OnnxTextEncoder:
     def for_model(
         cls, model: T2VParser, cache_dir: Path, precision: Precision = "int8", threads: int = 1
     ) -> OnnxTextEncoder:
-        """Load the cached graph of this model, exporting it first when there is none."""
+        """Load the cached graph of this model, exporting it first when there is none. A cached
+        file that does not load or does not reproduce the model's rows (`agrees`) is exported
+        again; a fresh export that does not reproduce them raises RuntimeError."""
         import onnxruntime as ort
 
         key = graph_key(model)
         fp32 = Path(cache_dir) / f"query-{key}-fp32.onnx"
         path = Path(cache_dir) / f"query-{key}-{precision}.onnx"
-        if not path.exists():
-            log.info("exporting the query encoder to %s (once per model)", path)
-            if not fp32.exists():
-                export_query_graph(model, fp32)
-            if precision == "int8":
-                quantize_graph(fp32, path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # warnings about unused initialisers are noise here
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return cls(model, session, precision)
+
+        def load() -> OnnxTextEncoder:
+            return cls(
+                model, ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]), precision
+            )
+
+        if path.exists():
+            try:
+                cached = load()
+                if cached.agrees():
+                    return cached
+                reason = "its rows differ from the model's"
+            except Exception as e:  # noqa: BLE001 - a damaged cache file is exported again below
+                reason = str(e)
+            log.warning("cached query graph %s is unusable (%s): exporting it again", path, reason)
+            for stale in {path, fp32}:
+                stale.unlink(missing_ok=True)
+        log.info("exporting the query encoder to %s (once per model)", path)
+        if not fp32.exists():
+            export_query_graph(model, fp32)
+        if precision == "int8":
+            quantize_graph(fp32, path)
+        fresh = load()
+        if not fresh.agrees():
+            raise RuntimeError(f"the exported query graph {path} does not reproduce the model's query rows")
+        return fresh
+
+    def agrees(self) -> bool:
+        """Do this graph's rows for a probe query match the torch model's (shape and cosine)? Catches
+        a damaged or stale cache file before it answers a query."""
+        probe = ["a red circle moving left, then a blue square"]
+        with torch.no_grad():
+            want = self.model.encode_texts(probe)
+        got = self.encode_texts(probe)
+        w, g = want.vectors[0][want.mask[0]], got.vectors[0][got.mask[0]]  # (n, D) each
+        if w.shape != g.shape:
+            return False
+        cosine = float(F.cosine_similarity(w, g, dim=-1).min())
+        return cosine >= (0.9999 if self.precision == "fp32" else 0.9)
 
     def encode_texts(self, texts: list[str]) -> TextSets:
         """Texts -> TextSets (B, n_max, D) with a validity mask; one graph run per text."""

@@ -279,7 +279,9 @@ def _build_model(settings: ServiceSettings, text_only: bool) -> T2VParser:
 
 
 def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
-    """The configured query encoder, warmed up so that the first user query pays no set-up."""
+    """The configured query encoder, warmed up so that the first user query pays no set-up.
+    An ONNX graph that cannot be exported or loaded leaves the service on torch (same rankings,
+    slower) with the reason logged, rather than not starting."""
     encoder: QueryEncoder = model
     device = next(model.parameters()).device
     if settings.query_encoder != "torch" and device.type != "cpu":
@@ -289,7 +291,13 @@ def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
 
         precision: Precision = "int8" if settings.query_encoder == "onnx-int8" else "fp32"
         threads = settings.torch_threads or torch.get_num_threads()
-        encoder = OnnxTextEncoder.for_model(model, settings.var_dir / "onnx", precision, threads=threads)
+        try:
+            encoder = OnnxTextEncoder.for_model(model, settings.query_graphs, precision, threads=threads)
+        except Exception as e:  # noqa: BLE001 - any export/runtime failure: torch still answers
+            log.warning(
+                "query_encoder %s unavailable (%s): queries are encoded with torch", settings.query_encoder, e
+            )
+    log.info("query encoder: %s", "torch" if encoder is model else settings.query_encoder)
     with torch.no_grad():
         encoder.encode_texts(["warm up"])
     return encoder

@@ -19,6 +19,21 @@ from tests.cli_forks import CliForks  # noqa: E402
 from tests.support import T2v  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_query_graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of exported ONNX query graphs for every service this session starts (in-process,
+    forked or a fresh interpreter: all read T2V_QUERY_GRAPH_DIR), so that each model is exported
+    once per run instead of once per test server. A test that checks exporting sets its own."""
+    path = tmp_path_factory.mktemp("query-graphs")
+    before = os.environ.get("T2V_QUERY_GRAPH_DIR")
+    os.environ["T2V_QUERY_GRAPH_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("T2V_QUERY_GRAPH_DIR", None)
+    else:
+        os.environ["T2V_QUERY_GRAPH_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def cli_forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliForks]:
     forks = CliForks(tmp_path_factory.mktemp("cli-runs"))

@@ -36,9 +36,11 @@ QUERIES = [
 def exported(tmp_path_factory: pytest.TempPathFactory, colour_videos: dict[str, Path]) -> Iterator[dict]:
     """The service's query model (as the server loads it) and its graphs, exported into a var dir."""
     work = tmp_path_factory.mktemp("onnx")
-    settings = server_settings(work, colour_videos["red"].parent, query_encoder="onnx-fp32")
+    cache = work / "var" / "onnx"  # this module's own cache, not the session's shared one
+    settings = server_settings(
+        work, colour_videos["red"].parent, query_encoder="onnx-fp32", query_graph_dir=str(cache)
+    )
     model = _build_model(ServiceSettings(**settings), text_only=True)
-    cache = Path(settings["var_dir"]) / "onnx"
     encoders = {p: OnnxTextEncoder.for_model(model, cache, p) for p in ("fp32", "int8")}
     yield {"work": work, "settings": settings, "model": model, "encoders": encoders, "cache": cache}
 
@@ -106,3 +108,52 @@ def test_service_warms_and_searches_with_the_exported_encoder(
         (m.video_id, round(m.start, 3)) for m in want.moments
     ]
     assert [r["score"] for r in body["results"]] == pytest.approx([m.score for m in want.moments], abs=1e-4)
+
+
+def test_a_damaged_or_stale_cached_graph_is_exported_again(exported: dict, tmp_path: Path) -> None:
+    model: T2VParser = exported["model"]
+    name = f"query-{graph_key(model)}-fp32.onnx"
+    good = (exported["cache"] / name).read_bytes()
+    cache = tmp_path / "onnx"
+    cache.mkdir()
+    damaged = {
+        "truncated": good[: len(good) // 2],  # a torn copy: does not load
+        "stale": (exported["cache"] / name.replace("fp32", "int8")).read_bytes(),  # loads, other rows
+    }
+    for what, data in damaged.items():
+        (cache / name).write_bytes(data)
+        enc = OnnxTextEncoder.for_model(model, cache, "fp32")
+        assert enc.agrees(), what
+        assert (cache / name).read_bytes() == good, what  # replaced by a fresh export of this model
+        with torch.no_grad():
+            want = _rows(model.encode_texts([QUERIES[0]]))
+        assert torch.allclose(_rows(enc.encode_texts([QUERIES[0]])), want, atol=1e-4), what
+
+
+def test_the_service_answers_with_torch_when_no_graph_can_be_exported(
+    exported: dict, colour_videos: dict[str, Path], tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the graph cache should go")
+    settings = server_settings(
+        tmp_path, colour_videos["red"].parent, query_encoder="onnx-fp32", query_graph_dir=str(blocked)
+    )
+    srv = Server(tmp_path, settings).start()  # still starts: torch encodes the queries
+    try:
+        with srv.client() as client:
+            job = client.post("/v1/ingest", json={"paths": [str(colour_videos["red"])]})
+            wait_job(client, job.json()["id"])
+            body = client.post("/v1/search", json={"query": "a red box", "top_k": 3}).json()
+    finally:
+        srv.stop()
+    log = srv.log.read_text()
+    assert "query_encoder onnx-fp32 unavailable" in log and "encoded with torch" in log
+    assert blocked.read_text() == "a file where the graph cache should go"  # nothing overwritten
+    store = Store.open(Path(settings["index_dir"]))
+    try:
+        want = Searcher(store, exported["model"]).search("a red box", top_k=3)
+    finally:
+        store.close()
+    assert [(r["video_id"], r["start"]) for r in body["results"]] == [
+        (m.video_id, round(m.start, 3)) for m in want.moments
+    ]
