@@ -31,6 +31,12 @@ from model import T2VParser, TextSets, one_query_scores, partial_alignment_score
 FILTER_EXACT_MAX_CLIPS = 20_000
 # Clips gathered per rerank block: bounds the float16 copy in memory.
 RERANK_BLOCK = 4096
+# FAISS hits per query vector when not given. Token-level first stages need 128 to keep the exact
+# top-10 on 4.5k trained demo clips (recall 0.996 vs 0.977 at 64) and rerank the same few dozen
+# clips either way on clustered ViT-B/32 stores; a pooled index reranks 2.5-3x more clips at 128
+# (464-512 vs 176-230 at 1k-12k ViT-B/32 clips), so it keeps 64 (issue 17, docs/BENCHMARKS.md).
+TOKEN_HITS_PER_VECTOR = 128
+POOLED_HITS_PER_VECTOR = 64
 
 
 @dataclass(frozen=True)
@@ -84,16 +90,17 @@ class QueryEncoder(Protocol):
 class Searcher:
     """Query encoding + two-stage search over one Store.
 
-    candidates_per_vector: FAISS hits per query vector (stage 1); max_candidates caps the union
-    (the clips with the best single-vector similarity are kept); faiss_threads: OpenMP threads
-    per FAISS call; encoder: what encodes query text (default: the model).
+    candidates_per_vector: FAISS hits per query vector (stage 1; None: 128 for a token-level
+    index, 64 for a pooled one, looked up per query since a growing store changes its index);
+    max_candidates caps the union (the clips with the best single-vector similarity are kept);
+    faiss_threads: OpenMP threads per FAISS call; encoder: what encodes query text (default: the model).
     """
 
     def __init__(
         self,
         store: Store,
         model: T2VParser | None = None,
-        candidates_per_vector: int = 64,
+        candidates_per_vector: int | None = None,
         max_candidates: int = 4096,
         faiss_threads: int = 1,
         encoder: QueryEncoder | None = None,
@@ -119,10 +126,14 @@ class Searcher:
             if len(ids) <= FILTER_EXACT_MAX_CLIPS:
                 return ids
         vecs = text.vectors[0][text.mask[0]].float().cpu().numpy()  # (m, D)
-        if vi.is_pooled(self.store.index_spec):
+        pooled = vi.is_pooled(self.store.index_spec)
+        if pooled:
             # a global (one vector per clip) index: the pooled query joins the per-row probes
             vecs = np.concatenate([vecs, vi.pool(vecs[None])], axis=0)  # (m + 1, D)
-        scores, ids2 = self.store.candidates(vecs, self.candidates_per_vector, self.faiss_threads)  # (m, k)
+        k = self.candidates_per_vector
+        if k is None:
+            k = POOLED_HITS_PER_VECTOR if pooled else TOKEN_HITS_PER_VECTOR
+        scores, ids2 = self.store.candidates(vecs, k, self.faiss_threads)  # (m, k)
         flat_ids, flat_scores = ids2.ravel(), scores.ravel()
         ok = flat_ids >= 0
         flat_ids, flat_scores = flat_ids[ok], flat_scores[ok]

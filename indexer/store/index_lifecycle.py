@@ -25,9 +25,9 @@ from indexer.store.segments import CHUNK
 
 
 def _training_size(spec: vi.IndexSpec) -> int:
-    # token-level IVF-PQ has ~4 sqrt(rows) lists over 20x the rows of the pooled IVF: 16 rows a
-    # list keeps its k-means (D=512) at seconds to a few minutes up to its 104k-clip range
-    return max(spec.nlist * (16 if spec.codec == "pq4" else 40), 10_000)
+    # token-level IVF-PQ / IVF-SQ8 have ~4 sqrt(rows) lists over 20x the rows of the pooled IVF:
+    # 16 rows a list keeps their k-means (D=512) at seconds to a few minutes
+    return max(spec.nlist * (16 if spec.type in ("ivf-pq", "ivf-sq8") else 40), 10_000)
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,16 @@ import numpy as np
 
 from model.fileio import atomic_path
 
-# Up to this many stored floats (rows x D, 512 MiB as float32) an exact flat scan is fast enough
-# (~0.25 s per query set on one busy core, recall 1.0); beyond it an IVF index answers in ms.
-FLAT_MAX_ELEMENTS = 1 << 27
-INDEX_TYPES = ("flat", "ivf", "ivf-pq", "hnsw", "global", "global-ivf")
-IVF_TYPES = ("ivf", "ivf-pq", "global-ivf")
+# Up to this many stored floats (rows x D, 16 MiB as float32: ~410 ViT-B/32 clips, ~3.3k clips of
+# the D=64 demo model) an exact flat scan takes a few ms; beyond it token-level IVF with 8-bit codes
+# (`ivf-sq8`) proposes the same candidates several times faster (issue 17, docs/BENCHMARKS.md).
+FLAT_MAX_ELEMENTS = 1 << 22
+# Up to this many stored floats (512 MiB as float32, 128 MiB of 8-bit codes: ~13k ViT-B/32 clips)
+# the token-level ivf-sq8 is the automatic choice; beyond it the pooled global-ivf, whose RAM and
+# scan grow with clips, not rows (every row at 1M ViT-B/32 clips: 10 GB of codes).
+TOKEN_IVF_MAX_ELEMENTS = 1 << 27
+INDEX_TYPES = ("flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw", "global", "global-ivf")
+IVF_TYPES = ("ivf", "ivf-sq8", "ivf-pq", "global-ivf")
 # 'global*' index one pooled vector per clip (normalised mean of its rows) instead of every row:
 # n_v times fewer FAISS rows, the first stage that fits 1M clips of D=512 in RAM.
 GLOBAL_TYPES = ("global", "global-ivf")
@@ -35,8 +40,8 @@ class IndexSpec:
     hnsw_m: int = 0  # hnsw: graph degree
     ef_search: int = 0  # hnsw: search beam width
     trained_clips: int = 0  # ivf: clips stored when the lists were trained (retrain after growth)
-    codec: str = "flat"  # ivf: how list entries are stored: 'flat' float32, 'sq8' 8-bit per dimension,
-    # 'pq4' product quantiser of D/2 4-bit codes read with FAISS's SIMD fast scan (ivf-pq)
+    codec: str = "flat"  # ivf: how list entries are stored: 'flat' float32, 'sq8' 8-bit per dimension
+    # (ivf-sq8, global-ivf), 'pq4' product quantiser of D/2 4-bit codes read with SIMD fast scan (ivf-pq)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,12 +63,16 @@ def pool(matrices: np.ndarray) -> np.ndarray:
 
 
 def auto_kind(clips: int, vectors_per_clip: int, dim: int) -> str:
-    """The index type a store picks by itself: the exact token-level scan while it is small,
-    then the pooled IVF. Every-row IVF is not an automatic choice: its RAM grows with every row
-    (41 GB at 1M clips of ViT-B/32) and its recall on unstructured rows stayed at 0.90. Neither
-    is `ivf-pq` (issue 17): 4-bit codes found 0.59-0.76 of the exact top-10 on 4.5k trained demo
-    clips (flat 0.976-0.996), and at 4k ViT-B/32 clips its stage 1 was slower than global-ivf's."""
-    return "flat" if clips * vectors_per_clip * dim <= FLAT_MAX_ELEMENTS else "global-ivf"
+    """The index type a store picks by itself: the exact token-level scan while it is tiny, then
+    token-level IVF with 8-bit codes (every row, so a clip is found by the one row that matches:
+    the recall of the flat scan on the trained demo model, where the pooled index lost a quarter
+    of the top-10), then the pooled IVF once every row costs too much RAM. Float32 every-row IVF
+    is not automatic (41 GB at 1M ViT-B/32 clips), nor is `ivf-pq` (issue 17: 4-bit codes found
+    0.59-0.76 of the exact top-10 on 4.5k trained demo clips)."""
+    elements = clips * vectors_per_clip * dim
+    if elements <= FLAT_MAX_ELEMENTS:
+        return "flat"
+    return "ivf-sq8" if elements <= TOKEN_IVF_MAX_ELEMENTS else "global-ivf"
 
 
 def check_type(kind: str) -> None:
@@ -87,21 +96,24 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
     if kind == "hnsw":
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
     rows = clips * vectors_per_clip
-    if kind == "ivf-pq":
-        # ~4 sqrt(rows) lists, at least 39 rows each, 1/32 of them probed (pinned only: see auto_kind)
+    if kind in ("ivf-pq", "ivf-sq8"):
+        # every row in ~4 sqrt(rows) lists, at least 39 rows each, 1/32 of them probed. 8-bit codes
+        # order near-duplicate trained rows (recall 0.99+ on the demo model) where 4-bit PQ did not
         nlist = int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
-        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="pq4")
+        codec = "pq4" if kind == "ivf-pq" else "sq8"
+        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec=codec)
     # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
     nlist = int(min(4096, max(16, 4 * math.sqrt(max(rows, 1)))))
     return IndexSpec("ivf", nlist=nlist, nprobe=max(8, nlist // 8), trained_clips=clips)
 
 
 def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int) -> bool:
-    """For an automatically chosen index: has the store outgrown it? A flat index past its size,
-    or IVF lists trained on a quarter of today's clips (too few lists, stale centroids)."""
-    if spec.type == "flat":
-        return auto_kind(clips, vectors_per_clip, dim) != "flat"
-    if spec.type == "global-ivf" and spec.trained_clips > 0:
+    """For an automatically chosen index: has the store outgrown it? An index past its size range
+    (flat -> ivf-sq8 -> global-ivf), or IVF lists trained on a quarter of today's clips (too few
+    lists, stale centroids)."""
+    if spec.type in ("flat", "ivf-sq8") and auto_kind(clips, vectors_per_clip, dim) != spec.type:
+        return True
+    if spec.type in ("ivf-sq8", "global-ivf") and spec.trained_clips > 0:
         return clips > 4 * spec.trained_clips
     return False
 

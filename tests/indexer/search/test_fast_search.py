@@ -84,13 +84,15 @@ def test_global_first_stage_finds_the_exact_top(tmp_path: Path, kind: str) -> No
         assert again.stats().index_vectors == 600
 
 
-def test_token_level_ivf_pq_first_stage_finds_the_exact_top(tmp_path: Path) -> None:
-    """The pinned token-level IVF-PQ first stage: every row in IVF lists of 4-bit PQ codes, then
-    the exact rerank. It proposes a shortlist, not the store, and keeps the exact top-5."""
+@pytest.mark.parametrize(("kind", "codec"), [("ivf-sq8", "sq8"), ("ivf-pq", "pq4")])
+def test_token_level_ivf_first_stage_finds_the_exact_top(tmp_path: Path, kind: str, codec: str) -> None:
+    """The token-level IVF first stages: every row in IVF lists of 8-bit scalar codes (ivf-sq8,
+    the automatic choice of mid-sized stores) or 4-bit PQ codes (ivf-pq, pinned only), then the
+    exact rerank. They propose a shortlist, not the store, and keep the exact top-5."""
     store, mats = _store(tmp_path / "s", 600, "flat")
-    store.rebuild_index("ivf-pq")  # an IVF index trains on stored vectors
+    store.rebuild_index(kind)  # an IVF index trains on stored vectors
     spec = store.index_spec
-    assert spec.type == "ivf-pq" and spec.codec == "pq4" and spec.nlist >= 16
+    assert spec.type == kind and spec.codec == codec and spec.nlist >= 16
     assert store.stats().index_vectors == 600 * N_V and store.verify().ok  # every row: token-level keys
     rng = np.random.default_rng(2)
     found = 0
@@ -105,22 +107,54 @@ def test_token_level_ivf_pq_first_stage_finds_the_exact_top(tmp_path: Path) -> N
     assert found / 50 >= 0.98
     store.close()
     with Store.open(tmp_path / "s") as again:  # the saved file is read back as the same structure
-        assert again.index_spec.type == "ivf-pq" and again.verify().ok
+        assert again.index_spec.type == kind and again.verify().ok
 
 
 @pytest.mark.parametrize(
     ("clips", "kind"),
-    [(100, "flat"), (13_107, "flat"), (13_108, "global-ivf"), (100_000, "global-ivf"),
-     (1_000_000, "global-ivf")],
+    [(100, "flat"), (409, "flat"), (410, "ivf-sq8"), (4_000, "ivf-sq8"), (13_107, "ivf-sq8"),
+     (13_108, "global-ivf"), (100_000, "global-ivf"), (1_000_000, "global-ivf")],
 )  # fmt: skip
 def test_automatic_choice_by_size(clips: int, kind: str) -> None:
-    """ViT-B/32 shapes (20 rows of D=512): the exact token-level scan up to 2^27 stored floats, the
-    pooled IVF beyond; ivf-pq is never automatic (it lost recall on the trained model, issue 17)."""
+    """ViT-B/32 shapes (20 rows of D=512): the exact token-level scan up to 2^22 stored floats,
+    token-level IVF with 8-bit codes up to 2^27, the pooled IVF beyond; ivf-pq is never automatic
+    (it lost recall on the trained model, issue 17)."""
     assert vi.auto_kind(clips, 20, 512) == kind
     spec = vi.choose_spec(clips, 20, 512)
     assert spec.type == kind
+    per_clip = 20 if kind == "ivf-sq8" else 1  # token-level lists hold every row
     if kind != "flat":
-        assert 16 <= spec.nlist <= clips // 39 and 8 <= spec.nprobe <= spec.nlist and spec.codec == "sq8"
+        assert 16 <= spec.nlist <= clips * per_clip // 39 and 8 <= spec.nprobe <= spec.nlist
+        assert spec.codec == "sq8" and spec.trained_clips == clips
+    # the demo model's 4.5k-clip store (20 rows of D=64) is in the token-level IVF range
+    assert vi.auto_kind(4_532, 20, 64) == "ivf-sq8"
+
+
+def test_automatic_index_is_replaced_when_outgrown() -> None:
+    """flat -> ivf-sq8 past 2^22 floats, ivf-sq8 retrained after 4x growth, -> global-ivf past 2^27."""
+    flat = vi.choose_spec(400, 20, 512)
+    assert not vi.needs_rebuild(flat, 409, 20, 512) and vi.needs_rebuild(flat, 410, 20, 512)
+    tok = vi.choose_spec(1_000, 20, 512)
+    assert tok.type == "ivf-sq8"
+    assert not vi.needs_rebuild(tok, 4_000, 20, 512) and vi.needs_rebuild(tok, 4_001, 20, 512)
+    late = vi.choose_spec(13_000, 20, 512)
+    assert not vi.needs_rebuild(late, 13_107, 20, 512) and vi.needs_rebuild(late, 13_108, 20, 512)
+
+
+def test_a_loaded_index_of_another_structure_does_not_match() -> None:
+    """A file written before a type change (same list count, other codes) is rebuilt on load."""
+    rows = unit(np.random.default_rng(3).standard_normal((2_000, DIM))).astype(np.float32)
+    sq8 = vi.IndexSpec("ivf-sq8", nlist=16, nprobe=8, codec="sq8")
+    others = [
+        vi.IndexSpec("ivf", nlist=16, nprobe=8),  # float32 lists
+        vi.IndexSpec("ivf-pq", nlist=16, nprobe=8, codec="pq4"),
+        vi.IndexSpec("flat"),
+        vi.IndexSpec("ivf-sq8", nlist=32, nprobe=8, codec="sq8"),  # trained for another size
+    ]
+    for other in others:
+        index = vi.build_index(other, DIM, rows)
+        assert not vi.matches(index, sq8) and vi.matches(index, other)
+    assert vi.matches(vi.build_index(sq8, DIM, rows), sq8)
 
 
 def test_rebuild_index_back_to_token_level(tmp_path: Path) -> None:

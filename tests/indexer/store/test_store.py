@@ -309,6 +309,7 @@ def test_flush_upgrades_a_grown_flat_index_to_global_ivf(
     store.flush()
     assert store.stats().index["type"] == "flat"
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 200 * NV * D - 1)  # now too big for flat
+    monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 200 * NV * D - 1)  # and for ivf-sq8
     store.flush()
     stats = store.stats()
     # one pooled vector per clip, not every row: RAM per clip stays D floats at any size
@@ -332,6 +333,7 @@ def test_growing_store_switches_and_retrains_by_itself(
     from indexer.store import vector_index
 
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 20 * NV * D)  # flat up to 20 clips
+    monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 20 * NV * D)  # no token-level IVF range
     rng = np.random.default_rng(12)
     writer = Store.open(tmp_path, identity(), create=True)
     reader = Store.open(tmp_path)
@@ -356,6 +358,56 @@ def test_growing_store_switches_and_retrains_by_itself(
         add(pinned, rng, 100 + i, clips=2)
     assert pinned.stats().index["type"] == "flat"
     pinned.close()
+
+
+def test_growing_store_passes_through_token_level_ivf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The automatic range between flat and the pooled index: every row in 8-bit IVF lists
+    (ivf-sq8), retrained after 4x growth, replaced by global-ivf past its size; each stage finds
+    a stored clip from some of its own rows, and a reader follows every switch."""
+    from indexer.store import vector_index
+
+    monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 10 * NV * D)  # flat up to 10 clips
+    monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 100 * NV * D)  # ivf-sq8 up to 100
+    rng = np.random.default_rng(13)
+    writer = Store.open(tmp_path, identity(), create=True)
+    reader = Store.open(tmp_path)
+    stored: dict[int, np.ndarray] = {}
+
+    def grow(videos: range) -> None:
+        for i in videos:
+            vid, mats = add(writer, rng, i, clips=2)
+            for cid, m in zip(writer.live_clip_ids([vid]).tolist(), mats, strict=True):
+                stored[cid] = m
+
+    def finds_a_stored_clip(store: Store) -> None:
+        cid = sorted(stored)[len(stored) // 2]
+        q = TextSets(vectors=torch.from_numpy(stored[cid][:3].astype(np.float32))[None],
+                     mask=torch.ones(1, 3, dtype=torch.bool))  # fmt: skip
+        assert Searcher(store).search(q, top_k=1).moments[0].clip_id == cid
+
+    grow(range(5))
+    assert writer.stats().index["type"] == "flat"
+    grow(range(5, 6))  # 12 clips: past flat
+    first = writer.stats().index
+    assert first["type"] == "ivf-sq8" and first["codec"] == "sq8" and first["trained_clips"] == 12
+    assert writer.stats().index_vectors == 12 * NV  # token-level: every row, not one per clip
+    finds_a_stored_clip(writer)
+    grow(range(6, 25))  # 50 clips > 4 x 12: lists retrained for today's size
+    grown = writer.stats().index
+    assert grown["type"] == "ivf-sq8" and grown["trained_clips"] == 50
+    assert reader.stats().index == grown and reader.stats().index_vectors == 50 * NV and reader.verify().ok
+    finds_a_stored_clip(reader)
+    grow(range(25, 51))  # 102 clips: past the token-level range
+    last = writer.stats().index
+    assert last["type"] == "global-ivf" and writer.stats().index_vectors == 102
+    assert reader.stats().index == last and reader.verify().ok
+    finds_a_stored_clip(writer)
+    writer.close()
+    reader.close()
+    with Store.open(tmp_path, identity()) as again:  # the saved index is the last one
+        assert again.stats().index["type"] == "global-ivf" and again.verify().ok
 
 
 def test_pooled_rebuild_reuses_the_index_vectors(tmp_path: Path) -> None:
