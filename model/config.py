@@ -37,6 +37,11 @@ class T2VConfig:
     # Frames each frame attends to on either side (0 = all): a local window keeps each stored
     # frame row about its own scene (what a one-scene query matches) while still seeing motion.
     temporal_window: int = 0
+    # Which rows see the temporal branch: "all" (stored frame rows, decoder memory and global
+    # vector) or "views" (only the decoder memory and the global vector behind the K views; the
+    # stored frame rows stay the image tower's, each about its own moment). "views" is this
+    # project's extension: one-scene queries match frame rows, whole-video queries the views.
+    temporal_rows: Literal["all", "views"] = "all"
 
     def __post_init__(self) -> None:
         if self.mode not in ("trained", "zeroshot", "meanp"):
@@ -51,6 +56,8 @@ class T2VConfig:
             raise ConfigError("tau must be > 0")
         if self.temporal_layers < 0 or self.temporal_heads < 1 or self.temporal_window < 0:
             raise ConfigError("temporal_layers and temporal_window must be >= 0, temporal_heads >= 1")
+        if self.temporal_rows not in ("all", "views"):
+            raise ConfigError(f"temporal_rows must be 'all' or 'views', got {self.temporal_rows!r}")
         if self.zeroshot and self.temporal_layers > 0:
             raise ConfigError("a zeroshot config has no trained weights, so no temporal branch")
 
@@ -74,6 +81,7 @@ class T2VConfig:
             if self.temporal_layers == 0:  # the branch is off: its head count means nothing
                 data.pop("temporal_heads", None)
                 data.pop("temporal_window", None)
+                data.pop("temporal_rows", None)
         return data
 
     def replace(self, **changes: Any) -> T2VConfig:
@@ -98,7 +106,7 @@ class T2VConfig:
 _OMIT_WHEN_DEFAULT: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(T2VConfig)
-    if f.name in ("temporal_layers", "temporal_heads", "temporal_window")
+    if f.name in ("temporal_layers", "temporal_heads", "temporal_window", "temporal_rows")
 }
 
 

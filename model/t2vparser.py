@@ -87,6 +87,7 @@ class T2VParser(nn.Module):
 
     def video_sets_from_features(self, feats: Tensor) -> VideoSets:
         """The part after the image tower: (B, T, D) frame vectors -> (B, T+K, D) video sets."""
+        image = feats  # (B, T, D) the image tower's, each frame on its own
         feats = self.frame_vectors(feats)  # (B, T, D)
         if self.config.zeroshot:
             return VideoSets(vectors=F.normalize(feats, dim=-1))
@@ -97,7 +98,8 @@ class T2VParser(nn.Module):
         memory = self.frame_mlp(feats)  # (B, T, D)
         views = self.video_decoder(self.query_tokens, memory)  # (B, K, D)
         views_plus = self._plus(views, feats.mean(dim=1))  # (B, K, D)
-        vectors = F.normalize(torch.cat([feats, views_plus], dim=1), dim=-1)  # (B, T+K, D)
+        rows = image if self.config.temporal_rows == "views" else feats  # (B, T, D) stored frame rows
+        vectors = F.normalize(torch.cat([rows, views_plus], dim=1), dim=-1)  # (B, T+K, D)
         return VideoSets(vectors=vectors, views=views, views_plus=views_plus)
 
     def tokenize(self, texts: list[str]) -> Tensor:

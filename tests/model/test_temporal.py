@@ -215,3 +215,30 @@ def test_window_is_part_of_the_identity_only_when_set() -> None:
     assert T2VConfig.from_dict(local.to_dict()).temporal_window == 2
     with pytest.raises(ConfigError):
         base.replace(temporal_window=-1)
+
+
+def test_temporal_rows_views_keeps_stored_frame_rows_per_frame(frames: torch.Tensor) -> None:
+    """temporal_rows "views": the stored frame rows are the image tower's (reversing the clip only
+    permutes them), while the K views still see the order (they change under reversal)."""
+    base = get_config("t2v-tiny").replace(temporal_layers=2, temporal_heads=4)
+    torch.manual_seed(0)
+    model = create_model(base.replace(temporal_rows="views"))
+    _train_the_branch(model)
+    t = base.frames
+    with torch.no_grad():
+        feats = model.backbone.encode_frames(frames[:2]).float()  # (B, T, D)
+        fwd = model.encode_videos(frames[:2])
+        rev = model.encode_videos(frames[:2].flip(1))
+    assert torch.allclose(fwd.vectors[:, :t], F.normalize(feats, dim=-1), atol=1e-5)
+    assert torch.allclose(fwd.vectors[:, :t], rev.vectors[:, :t].flip(1), atol=1e-5)
+    assert not torch.allclose(fwd.vectors[:, t:], rev.vectors[:, t:], atol=1e-5)
+
+
+def test_temporal_rows_is_part_of_the_identity_only_when_set() -> None:
+    base = get_config("t2v-demo-temporal")
+    assert "temporal_rows" not in base.to_dict()
+    views = get_config("t2v-demo-temporal-views")
+    assert views.to_dict()["temporal_rows"] == "views"
+    assert T2VConfig.from_dict(views.to_dict()).temporal_rows == "views"
+    with pytest.raises(ConfigError):
+        base.replace(temporal_rows="frames")
