@@ -1,16 +1,20 @@
 """HTTP search latency of the running service (a real uvicorn process) on this machine.
 
-    python bench/bench_service.py [--clips 10000] [--queries 100]
+    python bench/bench_service.py [--clips 10000] [--queries 100] [--config NAME --no-demo]
+                                  [--encoders onnx-fp32 torch] [--graph-dir var/onnx-graphs]
 
 Two stores: the demo library (rendered + indexed like `t2v demo`) and a store of `--clips` clips
 of random unit vectors written through the store API. For each, p50/p95 of POST /v1/search over
-HTTP, against the same searches run in-process (no HTTP) in this run as the baseline, and the
-exhaustive exact scoring of every clip as the reference the two-stage search replaces.
+HTTP (one server per query encoder in `--encoders`), against the same searches run in-process (no
+HTTP, torch encoder) in this run as the baseline, and the exhaustive exact scoring of every clip as
+the reference the two-stage search replaces. `--config` (e.g. t2v-vit-b-32) serves that config with
+random weights (nothing is downloaded) for the random store instead of the demo model.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import socket
@@ -28,7 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from indexer.search.searcher import Searcher  # noqa: E402
+from indexer.settings import ModelSettings  # noqa: E402
 from indexer.store import ClipSpan, NewVideo, Store, store_identity  # noqa: E402
+from model import get_config  # noqa: E402
 from service.demo import build_demo  # noqa: E402
 from service.library import _build_model  # noqa: E402
 from service.settings import ServiceSettings  # noqa: E402
@@ -95,11 +101,15 @@ def serve(settings: ServiceSettings) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", T2V_INDEX_DIR=str(settings.index_dir))
     env["T2V_VAR_DIR"] = str(settings.var_dir)
+    env["T2V_MODEL__CONFIG"] = settings.model.config
+    env["T2V_QUERY_ENCODER"] = settings.query_encoder
+    env["T2V_QUERY_GRAPH_DIR"] = str(settings.query_graphs)
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--port", str(port)]
     cmd += ["--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    deadline = time.monotonic() + 1800  # a first start may export the query graph (minutes under load)
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                 return proc, url
@@ -110,7 +120,7 @@ def serve(settings: ServiceSettings) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not become ready")
 
 
-def measure(name: str, settings: ServiceSettings, qs: list[str]) -> list[str]:
+def measure(name: str, settings: ServiceSettings, qs: list[str], encoders: list[str]) -> list[str]:
     model = _build_model(settings, text_only=True)
     with Store.open(settings.index_dir) as store:
         clips = store.stats().clips
@@ -119,25 +129,24 @@ def measure(name: str, settings: ServiceSettings, qs: list[str]) -> list[str]:
         exhaustive = timed(
             lambda q: searcher.search(q, top_k=10, exhaustive=True), qs[: max(10, len(qs) // 5)]
         )
-    proc, url = serve(settings)
-    try:
-        with httpx.Client(base_url=url, timeout=60) as c:
+    runs: list[tuple[str, list[float]]] = []
+    for encoder in encoders:
+        proc, url = serve(settings.model_copy(update={"query_encoder": encoder}))
+        try:
+            with httpx.Client(base_url=url, timeout=60) as c:
 
-            def http(q: str) -> None:
-                r = c.post("/v1/search", json={"query": q, "top_k": 10})
-                r.raise_for_status()
+                def http(q: str) -> None:
+                    r = c.post("/v1/search", json={"query": q, "top_k": 10})
+                    r.raise_for_status()
 
-            over_http = timed(http, qs)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+                runs.append((f"HTTP POST /v1/search, {encoder} encoder", timed(http, qs)))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
     base50 = pct(inproc, 50)
     rows = []
-    for label, xs in (
-        ("HTTP POST /v1/search", over_http),
-        ("in-process Searcher (baseline)", inproc),
-        ("in-process exhaustive (reference)", exhaustive),
-    ):
+    runs += [("in-process Searcher, torch encoder (baseline)", inproc)]
+    for label, xs in runs + [("in-process exhaustive (reference)", exhaustive)]:
         rows.append(
             f"| {name} | {clips} | {label} | {len(xs)} | {pct(xs, 50):.1f} | {pct(xs, 95):.1f} | "
             f"{pct(xs, 50) / base50:.2f} |"
@@ -149,6 +158,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--config", default=None, help="serve this config with random weights (random store)")
+    ap.add_argument("--no-demo", action="store_true", help="skip the demo-library store")
+    ap.add_argument("--encoders", nargs="+", default=["onnx-fp32", "torch"], help="T2V_QUERY_ENCODER values")
+    ap.add_argument(
+        "--graph-dir", default=None, help="exported query graphs (default: a fresh temporary one)"
+    )
     args = ap.parse_args()
     qs = queries(args.queries)
     import torch
@@ -156,17 +171,29 @@ def main() -> None:
     torch.set_num_threads(max(ServiceSettings().torch_threads, 1))  # the service's setting, same here
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        demo = ServiceSettings(
-            index_dir=Path(tmp, "demo/index"), var_dir=Path(tmp, "demo/var"), window=4.0, stride=2.0
+        graphs = Path(args.graph_dir) if args.graph_dir else Path(tmp, "onnx")
+        if not args.no_demo:
+            demo = ServiceSettings(
+                index_dir=Path(tmp, "demo/index"),
+                var_dir=Path(tmp, "demo/var"),
+                window=4.0,
+                stride=2.0,
+                query_graph_dir=graphs,
+            )
+            build_demo(demo, Path(tmp, "demo/videos"), log=lambda m: None)
+            rows += measure("demo library", demo, qs, args.encoders)
+        big = ServiceSettings(
+            index_dir=Path(tmp, "big/index"), var_dir=Path(tmp, "big/var"), query_graph_dir=graphs
         )
-        build_demo(demo, Path(tmp, "demo/videos"), log=lambda m: None)
-        rows += measure("demo library", demo, qs)
-        big = ServiceSettings(index_dir=Path(tmp, "big/index"), var_dir=Path(tmp, "big/var"))
+        if args.config:  # the named config with random weights: a JSON config file with no pretrained
+            cfg = Path(tmp, f"{args.config}-random.json")
+            cfg.write_text(json.dumps(get_config(args.config).replace(pretrained=None).to_dict()))
+            big = big.model_copy(update={"model": ModelSettings(config=str(cfg))})
         t = time.perf_counter()
         random_store(big, args.clips)
         print(f"wrote {args.clips} random clips through the store API in {time.perf_counter() - t:.1f}s")
-        rows += measure(f"{args.clips // 1000}k random clips", big, qs)
-    model = ServiceSettings().model
+        rows += measure(f"{args.clips // 1000}k random clips", big, qs, args.encoders)
+    model = ServiceSettings().model if not args.config else big.model
     print(f"model: {model.checkpoint or model.config}; {os.cpu_count()} CPUs; top_k=10; sequential requests")
     print("| store | clips | path | queries | p50 ms | p95 ms | p50 / baseline |")
     print("|---|---|---|---|---|---|---|")
