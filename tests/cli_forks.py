@@ -11,11 +11,17 @@ still start one: tests/cli/test_fast_start.py, the bad-setting test of tests/cli
 the console-script test of tests/cli/test_rank_demo.py and tests/test_readme_commands.py (every
 README line through the installed `t2v`).
 
+It is the one fork server of the suite: the reliability tests fork their kill -9, disk-full and
+attack trials from it too (tests/reliability/conftest.py `Forks`; their servers and fault
+injections are the script tests/reliability/faults.py, run as prog python).
+
 Protocol of the parent (`python tests/cli_forks.py`; one JSON object per line each way):
     {"op": "run", "prog": "t2v" | "uvicorn" | "python", "argv": [...], "env": {...}, "cwd": DIR,
      "out": FILE, "err": FILE} -> {"pid": N}   (prog python: argv is a script and its arguments)
     {"op": "poll", "pid": N} -> {"code": null} while it runs, else its exit status (-SIGNAL if killed)
-The parent imports but never runs a torch op (fork-safe).
+The parent reaps a child as soon as it ends (SIGCHLD) and keeps its status for the poll: a dead
+child is never left a zombie that still looks alive. It imports but never runs a torch op
+(fork-safe).
 """
 
 from __future__ import annotations
@@ -39,15 +45,21 @@ REPO = Path(__file__).resolve().parents[1]
 def _child(req: dict[str, Any]) -> None:
     code = 1
     try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the command waits for its own children
         os.chdir(req["cwd"])
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        for fd, name in ((1, "out"), (2, "err")):  # appended to, as a shared log file would be
+        # appended to, as a shared log file would be; one file for both: one descriptor (`>f 2>&1`)
+        for fd, name in ((1, "out"), (2, "err")):
+            if name == "err" and req["err"] == req["out"]:
+                os.dup2(1, 2)
+                continue
             f = os.open(req[name], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(f, fd)
             os.close(f)
         os.environ.clear()
         os.environ.update(req["env"])
+        _threads_from_env()
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdin, /dev/null
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
@@ -76,19 +88,59 @@ def _main(prog: str, argv: list[str]) -> None:
         sys.path[0] = str(Path(argv[0]).resolve().parent)  # as the interpreter sets it for a script
         runpy.run_path(argv[0], run_name="__main__")
         return
+    sys.argv = [prog, *argv]
     if prog == "uvicorn":
-        from uvicorn.main import main
+        from uvicorn.main import main as uvicorn_main
+
+        uvicorn_main()
     else:
         from service.cli import main
-    sys.argv = [prog, *argv]
-    main()
+
+        main()
 
 
-def _status(pid: int) -> int | None:
-    got, status = os.waitpid(pid, os.WNOHANG)
-    if got == 0:
-        return None
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+def _threads_from_env() -> None:
+    """OpenMP (torch's and FAISS's) read OMP_NUM_THREADS when the parent imported them; a fresh
+    interpreter would read the command's own value, so a child given one applies it."""
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        import faiss
+        import torch
+
+        torch.set_num_threads(int(n))
+        faiss.omp_set_num_threads(int(n))
+
+
+class _Children:
+    """The parent's running children, reaped the moment they end (a SIGCHLD handler), and the exit
+    statuses of those that ended (-SIGNAL if killed), kept for the poll."""
+
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+        self.ended: dict[int, int] = {}
+        signal.signal(signal.SIGCHLD, lambda _sig, _frame: self.reap())
+
+    def reap(self) -> None:
+        # only known children, by pid: a child forked but not yet added is left for the next reap,
+        # never reaped with its status lost (the handler may run between any two lines here)
+        for pid in list(self.running):
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by a nested call of this handler
+                continue
+            if got:
+                self.ended[pid] = os.waitstatus_to_exitcode(status)
+                self.running.discard(pid)
+
+    def add(self, pid: int) -> None:
+        self.ended.pop(pid, None)  # a reused pid's old status
+        self.running.add(pid)
+        self.reap()  # it may have ended before it was added (its SIGCHLD found nothing to reap)
+
+    def status(self, pid: int) -> int | None:
+        if pid not in self.running and pid not in self.ended:
+            raise ValueError(f"not a child of this parent: {pid}")
+        return self.ended.get(pid)
 
 
 def main() -> None:
@@ -105,15 +157,20 @@ def main() -> None:
     import service.cli  # noqa: F401
     import service.cli.index  # noqa: F401
 
+    children = _Children()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
         if req["op"] == "poll":
-            print(json.dumps({"code": _status(int(req["pid"]))}), flush=True)
+            try:
+                print(json.dumps({"code": children.status(int(req["pid"]))}), flush=True)
+            except ValueError as e:  # a caller's mistake: said, and the parent serves on
+                print(json.dumps({"error": str(e)}), flush=True)
             continue
         pid = os.fork()
         if pid == 0:
             _child(req)
+        children.add(pid)
         print(json.dumps({"pid": pid}), flush=True)
 
 
@@ -184,7 +241,10 @@ class CliForks:
         with self._lock:  # one question and its answer at a time (tests may ask from threads)
             self.proc.stdin.write(json.dumps(req) + "\n")
             self.proc.stdin.flush()
-            return dict(json.loads(self._read()))
+            reply = dict(json.loads(self._read()))
+        if "error" in reply:
+            raise RuntimeError(f"the CLI fork parent: {reply['error']}")
+        return reply
 
     def status(self, pid: int) -> int | None:
         code = self._ask({"op": "poll", "pid": pid})["code"]
@@ -199,8 +259,8 @@ class CliForks:
         out: Path | None = None,
         err: Path | None = None,
     ) -> ForkedRun:
-        """Start `prog ARGS` (`t2v` or `uvicorn`); stdout and stderr go to `out` and `err` (the
-        same file may be both; default: two new files)."""
+        """Start `prog ARGS` (`t2v`, `uvicorn` or `python`: a script and its arguments); stdout and
+        stderr go to `out` and `err` (the same file may be both; default: two new files)."""
         self.count += 1
         out = out or self.workdir / f"run-{self.count}.out"
         err = err or self.workdir / f"run-{self.count}.err"

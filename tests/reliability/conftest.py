@@ -1,4 +1,4 @@
-"""Fixtures for the reliability tests: one generated corpus, a fork zygote, process helpers."""
+"""Fixtures for the reliability tests: one generated corpus, the forked CLI and server, process helpers."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO, cli_env, colour_video, free_port, server_settings, settings_env, wait_ready
+from tests.cli_forks import CliForks, ForkedRun
+from tests.support import cli_env, colour_video, free_port, server_settings, settings_env, wait_ready
 
 COLOURS = [
     "red",
@@ -33,6 +31,7 @@ COLOURS = [
     "brown",
     "navy",
 ]
+FAULTS_SCRIPT = Path(__file__).with_name("faults.py")
 
 
 @pytest.fixture(scope="session")
@@ -81,89 +80,65 @@ def base_env() -> dict[str, str]:
     return cli_env(OMP_NUM_THREADS="1")
 
 
-def pid_alive(pid: int) -> bool:
+def kill9(run: ForkedRun, timeout: float = 20.0) -> None:
+    """SIGKILL (no shutdown hooks, like a crash) and wait until the process is gone."""
+    run.kill()
+    run.wait(timeout)
+
+
+def wait_exit(run: ForkedRun, timeout: float) -> int:
+    """Wait for the process to exit: its exit status; killed and failed after `timeout` s."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        return run.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill9(run)
+        raise AssertionError(f"process {run.pid} still running after {timeout}s") from None
 
 
-def kill9(pid: int, timeout: float = 20.0) -> None:
-    """SIGKILL and wait until the (auto-reaped) pid is gone."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+class Forks:
+    """The suite's fork server (the `cli_forks` fixture, tests/cli_forks.py) as the trials use it:
+    the CLI or the server in the shared environment (`base_env()`), stdout and stderr both to one
+    log, optionally with faults injected (tests/reliability/faults.py)."""
 
+    def __init__(self, forks: CliForks) -> None:
+        self.forks = forks
 
-def wait_exit(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            kill9(pid)
-            raise AssertionError(f"process {pid} still running after {timeout}s")
-        time.sleep(0.05)
+    def _start(self, program: list[str], env: dict[str, str], log: Path, faults: dict[str, Any]) -> ForkedRun:
+        env = {**base_env(), **env}
+        if program[0] == "t2v" and not faults:  # the plain CLI: forked as the `t2v` fixture forks it
+            return self.forks.start(program[1:], env, out=log, err=log)
+        script = [str(FAULTS_SCRIPT), json.dumps(faults), *program]
+        return self.forks.start(script, env, prog="python", out=log, err=log)
 
+    def cli(
+        self, argv: list[str], log: Path, env: dict[str, str] | None = None, /, **faults: Any
+    ) -> ForkedRun:
+        """`t2v ARGV`, its environment `base_env()` updated with `env`."""
+        return self._start(["t2v", *argv], env or {}, log, faults)
 
-class Zygote:
-    """tests/reliability/zygote.py as a subprocess: forks the CLI or the server on request."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("zygote.py"))],
-            cwd=REPO,
-            env=base_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        assert json.loads(self.proc.stdout.readline()) == {"ready": True}
-
-    def spawn(self, req: dict[str, Any]) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        return int(json.loads(self.proc.stdout.readline())["pid"])
-
-    def cli(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
-        return self.spawn({"kind": "cli", "argv": argv, "env": env or {}, "log": str(log)})
-
-    def serve(self, port: int, env: dict[str, str], log: Path, **faults: Any) -> int:
-        return self.spawn({"kind": "serve", "port": port, "env": env, "log": str(log), **faults})
+    def serve(self, port: int, env: dict[str, str], log: Path, **faults: Any) -> ForkedRun:
+        return self._start(["serve", str(port)], env, log, faults)
 
     def start_server(
         self, settings: dict[str, Any], log: Path, port: int | None = None, **faults: Any
-    ) -> tuple[str, int]:
+    ) -> tuple[str, ForkedRun]:
         """Fork a server with `settings` on `port` (a free one by default) and wait for /readyz:
-        (url, pid). A server that never gets ready is killed before the error propagates.
-        `faults`: the zygote's fault injections (see zygote.py)."""
+        (url, process). A server that never gets ready is killed before the error propagates.
+        `faults`: see tests/reliability/faults.py."""
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
-        pid = self.serve(port, settings_env(settings), log, **faults)
+        run = self.serve(port, settings_env(settings), log, **faults)
         try:
-            wait_ready(url, lambda: pid_alive(pid), log)
+            wait_ready(url, lambda: run.poll() is None, log)
         except BaseException:
-            kill9(pid)
+            kill9(run)
             raise
-        return url, pid
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+        return url, run
 
 
 @pytest.fixture(scope="session")
-def zygote() -> Iterator[Zygote]:
-    z = Zygote()
-    yield z
-    z.close()
+def forks(cli_forks: CliForks) -> Forks:
+    return Forks(cli_forks)
 
 
 def tiny_settings(work: Path, root: Path, checkpoint: Path, **extra: Any) -> dict[str, Any]:

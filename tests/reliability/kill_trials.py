@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from indexer.store import Store
+from tests.cli_forks import ForkedRun
 
-from .conftest import Zygote, base_env, kill9, pid_alive, wait_exit
+from .conftest import Forks, base_env, kill9, wait_exit
 
 ACK = re.compile(r"indexed: (.+) \(video (\d+),")
 
@@ -54,15 +55,15 @@ def acked_lines(log: Path) -> dict[str, int]:
 
 
 def cli_add(
-    zygote: Zygote, corpus_dir: Path, index: Path, ckpt: Path, log: Path, env: dict[str, str] | None = None
-) -> int:
-    """`t2v index add` of the corpus folder with the tiny model, 1 s clips (forked: its pid)."""
+    forks: Forks, corpus_dir: Path, index: Path, ckpt: Path, log: Path, env: dict[str, str] | None = None
+) -> ForkedRun:
+    """`t2v index add` of the corpus folder with the tiny model, 1 s clips (forked: the process)."""
     argv = ["index", "add", str(corpus_dir), "--index", str(index), "--checkpoint", str(ckpt)]
-    return zygote.cli([*argv, "--window", "1", "--stride", "1", "--batch-size", "4"], log, env)
+    return forks.cli([*argv, "--window", "1", "--stride", "1", "--batch-size", "4"], log, env)
 
 
 def cli_kill_trials(
-    zygote: Zygote,
+    forks: Forks,
     corpus: list[Path],
     ckpt: Path,
     work: Path,
@@ -81,8 +82,8 @@ def cli_kill_trials(
     corpus_dir = corpus[0].parent
     env = {**base_env(), **env} if env else None
 
-    def add(index: Path, log: Path) -> int:
-        return cli_add(zygote, corpus_dir, index, ckpt, log, env)
+    def add(index: Path, log: Path) -> ForkedRun:
+        return cli_add(forks, corpus_dir, index, ckpt, log, env)
 
     t0 = time.monotonic()
     wait_exit(add(work / "calib", work / "calib.log"), timeout)
@@ -94,10 +95,10 @@ def cli_kill_trials(
     for trial in range(trials):
         index, log = work / f"idx{trial}", work / f"add{trial}.log"
         delay = rng.uniform(0.3, 0.95) * full
-        pid = add(index, log)
+        run = add(index, log)
         time.sleep(delay)  # a random moment is the point: nothing to wait for
-        was_running = pid_alive(pid)
-        kill9(pid)
+        was_running = run.poll() is None
+        kill9(run)
         acked = acked_lines(log)
         if (index / "manifest.json").exists():
             check(index, acked)  # the store as the killed writer left it

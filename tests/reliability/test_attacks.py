@@ -21,7 +21,7 @@ from service.media import jpeg_at
 from service.settings import ServiceSettings
 from tests.support import wait_job
 
-from .conftest import Zygote, kill9, tiny_settings
+from .conftest import Forks, kill9, tiny_settings
 
 pytestmark = pytest.mark.slow  # a live server and ingestion jobs
 
@@ -30,7 +30,7 @@ HEADER_TIMEOUT = 1.0  # seconds (default 10): the slow-loris trial stays short
 
 @pytest.fixture(scope="module")
 def server(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("attacks")
     root = work / "library"
@@ -39,11 +39,11 @@ def server(
     outside.mkdir()
     settings = tiny_settings(work, root, tiny_ckpt, header_timeout=HEADER_TIMEOUT)
     swap = work / "thumbnail-swap.json"  # see test_a_thumbnail_is_read_from_the_checked_file
-    url, pid = zygote.start_server(settings, work / "server.log", thumbnail_swap=str(swap))
+    url, proc = forks.start_server(settings, work / "server.log", thumbnail_swap=str(swap))
     try:
         yield {"url": url, "root": root, "outside": outside, "work": work, "corpus": corpus, "swap": swap}
     finally:
-        kill9(pid)
+        kill9(proc)
 
 
 @contextmanager
@@ -125,7 +125,7 @@ def test_files_swapped_after_the_202_are_refused(server: dict[str, Any]) -> None
 
 def test_a_thumbnail_is_read_from_the_checked_file(server: dict[str, Any]) -> None:
     """Issue 16 item 1, the thumbnail route: the stored file is swapped for a symlink to an outside
-    file after the server checked it and before ffmpeg reads it (the zygote's `thumbnail_swap`
+    file after the server checked it and before ffmpeg reads it (the injected fault `thumbnail_swap`
     makes that race certain). Before: ffmpeg opened the checked path by name and the outside
     file's frame was served. Now ffmpeg reads the opened descriptor: the stored video's frame."""
     root, outside, corpus = server["root"], server["outside"], server["corpus"]

@@ -15,7 +15,7 @@ from indexer.corpora.lavfi import render_lavfi
 from indexer.media.video import ffmpeg_exe
 from tests.support import wait_job
 
-from .conftest import Zygote, kill9, tiny_settings
+from .conftest import Forks, kill9, tiny_settings
 
 pytestmark = pytest.mark.slow  # a live server through a corpus of broken videos
 
@@ -94,12 +94,12 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def test_bad_videos_each_get_a_clear_outcome(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "bad"
     root.mkdir()
     files = make_corpus(root, corpus[0])
-    url, pid = zygote.start_server(tiny_settings(tmp_path, root, tiny_ckpt), tmp_path / "server.log")
+    url, proc = forks.start_server(tiny_settings(tmp_path, root, tiny_ckpt), tmp_path / "server.log")
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             names = list(files)
@@ -125,9 +125,9 @@ def test_bad_videos_each_get_a_clear_outcome(
                         f"{v['width']}x{v['height']}, {v['duration']:.0f} s, {v['clips']} clips",
                     )
             # decode never buffers a whole video: the 8K frames and the 10-hour claim stay cheap
-            peak = peak_rss_mib(pid)
+            peak = peak_rss_mib(proc.pid)
     finally:
-        kill9(pid)
+        kill9(proc)
     print("\nbad videos:", "\n".join(f"  {n}: {s}" for n, s in summary.items()), sep="\n")
     print(f"  server peak RSS {peak:.0f} MiB")
     assert peak < 2048, peak

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import free_port, wait_job
 
-from .conftest import Zygote, kill9, tiny_settings
+from .conftest import Forks, kill9, tiny_settings
 from .kill_trials import check_store, cli_kill_trials, hits
 
 pytestmark = pytest.mark.slow  # kill -9 trials
@@ -26,14 +26,14 @@ SERVICE_TRIALS = 8
 SEED = 20261127
 
 
-def test_kill9_during_cli_add(zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
-    outcomes, full = cli_kill_trials(zygote, corpus, tiny_ckpt, tmp_path, trials=CLI_TRIALS, seed=SEED)
+def test_kill9_during_cli_add(forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
+    outcomes, full = cli_kill_trials(forks, corpus, tiny_ckpt, tmp_path, trials=CLI_TRIALS, seed=SEED)
     print(f"\ncli kill -9 trials (delay s, running at kill, acknowledged): {outcomes} / full {full:.1f}s")
     # the seeded delays must actually hit ingestion, not only start-up or the end
     assert hits(outcomes, len(corpus)) >= 2, outcomes
 
 
-def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
+def test_kill9_server_during_job(forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
     rng = random.Random(SEED + 1)
     paths = [str(p) for p in corpus]
     # kill moments are drawn inside an uninterrupted job's time on this machine (a fixed range
@@ -41,14 +41,14 @@ def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: 
     work = tmp_path / "full"
     work.mkdir()
     settings = tiny_settings(work, corpus[0].parent, tiny_ckpt, batch_size=4)
-    url, pid = zygote.start_server(settings, work / "server.log", free_port())
+    url, proc = forks.start_server(settings, work / "server.log", free_port())
     try:
         with httpx.Client(base_url=url, timeout=30) as c:
             t0 = time.monotonic()
             wait_job(c, c.post("/v1/ingest", json={"paths": paths}).json()["id"])
             full = time.monotonic() - t0
     finally:
-        kill9(pid)
+        kill9(proc)
     outcomes = []
     for trial in range(SERVICE_TRIALS):
         work = tmp_path / f"t{trial}"
@@ -56,7 +56,7 @@ def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: 
         port = free_port()
         log = work / "server.log"
         work.mkdir()
-        url, pid = zygote.start_server(settings, log, port)
+        url, proc = forks.start_server(settings, log, port)
         try:
             with httpx.Client(base_url=url, timeout=30) as c:
                 r = c.post("/v1/ingest", json={"paths": paths})
@@ -67,16 +67,16 @@ def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: 
                 while time.monotonic() < deadline:  # keep the latest acknowledged state
                     job = c.get(f"/v1/jobs/{job_id}").json()
                     time.sleep(0.05)
-            kill9(pid)
+            kill9(proc)
         finally:
-            kill9(pid)
+            kill9(proc)
         acked = {it["name"]: it["video_id"] for it in job["items"] if it["state"] == "done"}
         acked_paths = {p: acked[Path(p).name] for p in paths if Path(p).name in acked}
         if (work / "index" / "manifest.json").exists():
             check_store(work / "index", acked_paths)
         outcomes.append((job["state"], len(acked)))
         # restart on the same directories: the job resumes under its id and completes
-        url, pid = zygote.start_server(settings, log, port)
+        url, proc = forks.start_server(settings, log, port)
         try:
             with httpx.Client(base_url=url, timeout=30) as c:
                 done = wait_job(c, job_id)
@@ -93,7 +93,7 @@ def test_kill9_server_during_job(zygote: Zygote, corpus: list[Path], tiny_ckpt: 
                     starts = [m["start"] for m in res]
                     assert len(starts) == len(set(starts)) == c.get(f"/v1/videos/{vid}").json()["clips"]
         finally:
-            kill9(pid)
+            kill9(proc)
         check_store(work / "index", {p: ids[Path(p).name] for p in paths})
     print(f"\nservice kill -9 trials (job state at kill, items done): {outcomes}")
     assert sum(1 for _, n in outcomes if 0 < n < len(paths)) >= 2, outcomes

@@ -11,7 +11,7 @@ import pytest
 from indexer.store import Store
 from indexer.store.backends import BackendConfig
 
-from .conftest import Zygote
+from .conftest import Forks
 from .kill_trials import check_store, cli_kill_trials, hits
 
 pytest.importorskip("qdrant_edge")
@@ -37,11 +37,11 @@ def check_both(index: Path, acked: dict[str, int]) -> dict[str, int]:
 
 
 def test_kill9_during_cli_add_with_qdrant(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     env = {"T2V_VECTORS__BACKEND": "qdrant"}
     outcomes, full = cli_kill_trials(
-        zygote, corpus, tiny_ckpt, tmp_path, trials=TRIALS, seed=SEED, check=check_both, env=env, timeout=300
+        forks, corpus, tiny_ckpt, tmp_path, trials=TRIALS, seed=SEED, check=check_both, env=env, timeout=300
     )
     print(f"\nqdrant cli kill -9 trials (delay s, running at kill, acknowledged): {outcomes} / {full:.1f}s")
     assert hits(outcomes, len(corpus)) >= 1, outcomes

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import wait_job
 
-from .conftest import Zygote, base_env, kill9, tiny_settings
+from .conftest import Forks, base_env, kill9, tiny_settings
 
 pytestmark = pytest.mark.slow  # schema fuzzing of a live server
 
@@ -31,14 +31,14 @@ SEED = 16
 
 @pytest.fixture(scope="module")
 def live_server(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("fuzz")
     settings_ = tiny_settings(
         tmp, corpus[0].parent, tiny_ckpt, api_keys=[KEY], limits={"max_upload_bytes": 1 << 20}
     )
     log = tmp / "server.log"
-    url, pid = zygote.start_server(settings_, log)
+    url, proc = forks.start_server(settings_, log)
     try:
         with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as c:
             # real ids (1, 2) exist, so generated small ids also hit the found paths
@@ -49,7 +49,7 @@ def live_server(
             f"server died during fuzzing:\n{log.read_text()[-3000:]}"
         )
     finally:
-        kill9(pid)
+        kill9(proc)
 
 
 def test_api_fuzz_all_checks(live_server: tuple[str, Path]) -> None:

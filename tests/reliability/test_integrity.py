@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cli_forks import ForkedRun
 from tests.support import t2v_command, wait_job
 
-from .conftest import Zygote, base_env, kill9, tiny_settings
+from .conftest import Forks, base_env, kill9, tiny_settings
 from .test_crash import check_store
 from .test_disk_full import add
 
@@ -26,11 +27,11 @@ pytestmark = pytest.mark.slow  # a store built by the CLI, live servers
 
 @pytest.fixture(scope="module")
 def built(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     work = tmp_path_factory.mktemp("integrity")
     index = work / "index"
-    add(zygote, corpus[:6], index, tiny_ckpt, work / "add.log")
+    add(forks, corpus[:6], index, tiny_ckpt, work / "add.log")
     assert len(check_store(index, {})) == 6, (work / "add.log").read_text()
     return index
 
@@ -41,8 +42,8 @@ def copy_store(built: Path, tmp_path: Path) -> Path:
     return index
 
 
-def serve(zygote: Zygote, tmp_path: Path, root: Path, ckpt: Path) -> tuple[str, int]:
-    return zygote.start_server(tiny_settings(tmp_path, root, ckpt), tmp_path / "server.log")
+def serve(forks: Forks, tmp_path: Path, root: Path, ckpt: Path) -> tuple[str, ForkedRun]:
+    return forks.start_server(tiny_settings(tmp_path, root, ckpt), tmp_path / "server.log")
 
 
 def ids_by_path(c: httpx.Client) -> dict[str, int]:
@@ -51,12 +52,12 @@ def ids_by_path(c: httpx.Client) -> dict[str, int]:
 
 
 def test_lost_matrices_are_quarantined_not_served(
-    zygote: Zygote, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     index = copy_store(built, tmp_path)
     (seg,) = sorted((index / "matrices").iterdir())
     seg.write_bytes(seg.read_bytes()[: seg.stat().st_size // 2])  # the second half is gone
-    url, pid = serve(zygote, tmp_path, corpus[0].parent, tiny_ckpt)
+    url, proc = serve(forks, tmp_path, corpus[0].parent, tiny_ckpt)
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             ready = c.get("/readyz").json()
@@ -75,17 +76,17 @@ def test_lost_matrices_are_quarantined_not_served(
             job = wait_job(c, r.json()["id"])
             assert {it["state"] for it in job["items"]} == {"done"}, job
     finally:
-        kill9(pid)
+        kill9(proc)
     assert len(check_store(index, {})) == 6
 
 
 def test_a_deleted_segment_never_gets_zero_rows(
-    zygote: Zygote, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     index = copy_store(built, tmp_path)
     for seg in (index / "matrices").iterdir():
         seg.unlink()
-    url, pid = serve(zygote, tmp_path, corpus[0].parent, tiny_ckpt)
+    url, proc = serve(forks, tmp_path, corpus[0].parent, tiny_ckpt)
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             ready = c.get("/readyz").json()
@@ -95,12 +96,12 @@ def test_a_deleted_segment_never_gets_zero_rows(
             r = c.post("/v1/ingest", json={"paths": [str(corpus[6])]})
             assert wait_job(c, r.json()["id"])["items"][0]["state"] == "done"
     finally:
-        kill9(pid)
+        kill9(proc)
     assert len(check_store(index, {})) == 1  # every stored row is a real, unit-norm vector
 
 
 def test_overwritten_faiss_bytes_are_rebuilt(
-    zygote: Zygote, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     index = copy_store(built, tmp_path)
     (faiss_file,) = index.glob("faiss-g*.index")
@@ -123,16 +124,16 @@ def test_overwritten_faiss_bytes_are_rebuilt(
         t2v_command("index", "verify", "--index", index), env=base_env(), capture_output=True, text=True
     )
     assert r.returncode == 0 and "ok: " in r.stdout, r.stdout + r.stderr
-    url, pid = serve(zygote, tmp_path, corpus[0].parent, tiny_ckpt)
+    url, proc = serve(forks, tmp_path, corpus[0].parent, tiny_ckpt)
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             assert c.get("/readyz").json()["status"] == "ready"
     finally:
-        kill9(pid)
+        kill9(proc)
 
 
 def test_faiss_rows_of_lost_clips_are_dropped(
-    zygote: Zygote, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, built: Path, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     """A WAL lost after a kill -9 takes the last video's commit with it while the FAISS file kept
     its rows: the next video reuses those clip ids."""
@@ -148,7 +149,7 @@ def test_faiss_rows_of_lost_clips_are_dropped(
     db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'videos'", (last - 1,))
     db.commit()
     db.close()
-    url, pid = serve(zygote, tmp_path, corpus[0].parent, tiny_ckpt)
+    url, proc = serve(forks, tmp_path, corpus[0].parent, tiny_ckpt)
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             ready = c.get("/readyz").json()
@@ -156,5 +157,5 @@ def test_faiss_rows_of_lost_clips_are_dropped(
             r = c.post("/v1/ingest", json={"paths": [str(corpus[7])]})
             assert wait_job(c, r.json()["id"])["items"][0]["state"] == "done"
     finally:
-        kill9(pid)
+        kill9(proc)
     check_store(index, {})  # verify (every FAISS row read back against its matrix row) passes

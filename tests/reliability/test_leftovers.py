@@ -14,7 +14,7 @@ import pytest
 
 from tests.support import wait_job
 
-from .conftest import Zygote, kill9, tiny_settings
+from .conftest import Forks, kill9, tiny_settings
 
 pytestmark = pytest.mark.slow  # live servers and a kill -9
 
@@ -24,11 +24,11 @@ def upload_files(uploads: Path) -> list[str]:
 
 
 def test_upload_leftovers_are_removed(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     settings = tiny_settings(tmp_path, corpus[0].parent, tiny_ckpt)
     uploads = tmp_path / "var" / "uploads"
-    url, pid = zygote.start_server(settings, tmp_path / "server.log")
+    url, proc = forks.start_server(settings, tmp_path / "server.log")
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             # a failed upload leaves nothing, not even its job directory
@@ -59,16 +59,16 @@ def test_upload_leftovers_are_removed(
             time.sleep(0.05)
         assert len(upload_files(uploads)) == 4, upload_files(uploads)  # the partial file is there
     finally:
-        kill9(pid)
+        kill9(proc)
     s.close()
     # a file whose video was deleted just before a kill (deleted in the store, file not yet)
     stray = uploads / "deadbeef00000000" / "0000.upload"
     stray.parent.mkdir()
     stray.write_bytes(corpus[2].read_bytes())
-    url, pid = zygote.start_server(settings, tmp_path / "server2.log")
+    url, proc = forks.start_server(settings, tmp_path / "server2.log")
     try:
         assert upload_files(uploads) == kept
         with httpx.Client(base_url=url, timeout=60) as c:
             assert c.get(f"/v1/videos/{keep_id}/stream").content == corpus[0].read_bytes()
     finally:
-        kill9(pid)
+        kill9(proc)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import wait_job
 
-from .conftest import Zygote, base_env, kill9, tiny_settings
+from .conftest import Forks, base_env, kill9, tiny_settings
 
 pytestmark = pytest.mark.slow  # load on a live server
 
@@ -25,9 +25,7 @@ CLIENTS = 32
 SECONDS = 8.0
 
 
-def test_searches_during_ingestion(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
-) -> None:
+def test_searches_during_ingestion(forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
     settings = tiny_settings(
         tmp_path,
         corpus[0].parent,
@@ -36,7 +34,7 @@ def test_searches_during_ingestion(
         limits={"max_active_jobs": 1, "max_concurrent_searches": 64},
         batch_size=4,
     )
-    url, pid = zygote.start_server(settings, tmp_path / "server.log")
+    url, proc = forks.start_server(settings, tmp_path / "server.log")
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             first = c.post("/v1/ingest", json={"paths": [str(p) for p in corpus[:3]]}).json()["id"]
@@ -69,7 +67,7 @@ def test_searches_during_ingestion(
             assert [it["state"] for it in done["items"]] == ["done"] * (len(corpus) - 3)
             assert c.get("/v1/videos").json()["total"] == len(corpus)
     finally:
-        kill9(pid)
+        kill9(proc)
     stats = json.loads(out)
     print(f"\nload: {CLIENTS} clients {SECONDS}s during ingestion: {stats}; 429 in {refuse_s * 1000:.0f} ms")
     assert stats["requests"] >= CLIENTS
@@ -82,12 +80,12 @@ BURST = 24
 
 
 def test_search_overload_answers_429_fast(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     settings = tiny_settings(
         tmp_path, corpus[0].parent, tiny_ckpt, limits={"max_concurrent_searches": 1}, workers=1
     )
-    url, pid = zygote.start_server(settings, tmp_path / "server.log")
+    url, proc = forks.start_server(settings, tmp_path / "server.log")
 
     def one(i: int) -> tuple[int, float, str | None]:
         t0 = time.perf_counter()
@@ -103,7 +101,7 @@ def test_search_overload_answers_429_fast(
         with httpx.Client(base_url=url, timeout=60) as c:
             after = c.post("/v1/search", json={"query": "a moving box"})  # the slot is free again
     finally:
-        kill9(pid)
+        kill9(proc)
     codes = [code for code, _, _ in got]
     refused = [(s, ra) for code, s, ra in got if code == 429]
     ok = [s for code, s, _ in got if code == 200]

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import free_port, wait_job
 
-from .conftest import Zygote, kill9, tiny_settings
+from .conftest import Forks, kill9, tiny_settings
 
 pytestmark = pytest.mark.slow  # a live server's refusals
 
@@ -25,7 +25,7 @@ MAX_UPLOAD = 64 * 1024
 
 @pytest.fixture(scope="module")
 def server(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("sec")
     outside = work / "outside"
@@ -40,7 +40,7 @@ def server(
     limits = {"max_upload_bytes": MAX_UPLOAD, "max_items_per_job": 50}
     settings = tiny_settings(work, root, tiny_ckpt, api_keys=[KEY], limits=limits)
     port = free_port()
-    url, pid = zygote.start_server(settings, work / "server.log", port)
+    url, proc = forks.start_server(settings, work / "server.log", port)
     try:
         with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as c:
             r = c.post("/v1/ingest", json={"paths": [str(root / "red.mp4")]})
@@ -48,7 +48,7 @@ def server(
             assert wait_job(c, r.json()["id"])["items"][0]["state"] == "done"
         yield {"url": url, "root": root, "secret": secret, "link": link, "work": work, "port": port}
     finally:
-        kill9(pid)
+        kill9(proc)
 
 
 def snapshot(url: str, work: Path) -> tuple[Any, ...]:

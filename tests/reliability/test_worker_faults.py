@@ -1,5 +1,5 @@
 """Issue 16 items 4b, 4c and 7 on a live server: the var dir (job database, uploads) fills up on a
-real tmpfs, and the FAISS flush fails (zygote fault injection). Before: uploads got 400
+real tmpfs, and the FAISS flush fails (an injected fault). Before: uploads got 400
 "malformed multipart body", a new job got a 500 "cannot rollback", the worker froze until a
 restart, and a failed flush showed only in the log at shutdown while the next job stayed queued.
 Now: 507, the worker reports the problem on /readyz and /metrics, and resumes once space is back."""
@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import wait_job
 
-from .conftest import Zygote, fill, kill9, mounted_tmpfs, tiny_settings
+from .conftest import Forks, fill, kill9, mounted_tmpfs, tiny_settings
 from .test_attacks import store_write_locked, wait_item_running
 
 pytestmark = pytest.mark.slow  # a live server, a tmpfs, ingestion jobs
@@ -47,12 +47,12 @@ def problems(c: httpx.Client) -> list[str]:
 
 
 def test_full_var_dir_and_failing_flush(
-    zygote: Zygote, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path, var_tmpfs: Path
+    forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path, var_tmpfs: Path
 ) -> None:
     root = corpus[0].parent
     flag = tmp_path / "faiss-fault"
     settings = tiny_settings(tmp_path, root, tiny_ckpt, var_dir=str(var_tmpfs))
-    url, pid = zygote.start_server(settings, tmp_path / "server.log", faiss_write_fault=str(flag))
+    url, proc = forks.start_server(settings, tmp_path / "server.log", faiss_write_fault=str(flag))
     try:
         with httpx.Client(base_url=url, timeout=60) as c:
             # 7: a full upload disk is 507, not a 400 blaming the client; nothing is left behind
@@ -100,4 +100,4 @@ def test_full_var_dir_and_failing_flush(
             hits = c.post("/v1/search", json={"query": "a colour", "top_k": 10}).json()["results"]
             assert len({h["video_id"] for h in hits}) == 4
     finally:
-        kill9(pid)
+        kill9(proc)
