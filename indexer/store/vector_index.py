@@ -17,10 +17,11 @@ import numpy as np
 
 from model.fileio import atomic_path
 
-# Up to this many stored floats (rows x D, 16 MiB as float32: ~410 ViT-B/32 clips, ~3.3k clips of
-# the D=64 demo model) an exact flat scan takes a few ms; beyond it token-level IVF with 8-bit codes
-# (`ivf-sq8`) proposes the same candidates several times faster (issue 17, docs/BENCHMARKS.md).
-FLAT_MAX_ELEMENTS = 1 << 22
+# Up to this many stored floats (rows x D, 4 MiB as float32: ~100 ViT-B/32 clips, ~800 clips of
+# the D=64 demo model) an exact flat scan takes ~1 ms; beyond it token-level IVF with 8-bit codes
+# (`ivf-sq8`) proposes the same candidates faster: flat at 400 ViT-B/32 clips was slower than
+# ivf-sq8 at 1,600 (issue 17, docs/BENCHMARKS.md).
+FLAT_MAX_ELEMENTS = 1 << 20
 # Up to this many stored floats (512 MiB as float32, 128 MiB of 8-bit codes: ~13k ViT-B/32 clips)
 # the token-level ivf-sq8 is the automatic choice; beyond it the pooled global-ivf, whose RAM and
 # scan grow with clips, not rows (every row at 1M ViT-B/32 clips: 10 GB of codes).
@@ -96,12 +97,18 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
     if kind == "hnsw":
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
     rows = clips * vectors_per_clip
-    if kind in ("ivf-pq", "ivf-sq8"):
-        # every row in ~4 sqrt(rows) lists, at least 39 rows each, 1/32 of them probed. 8-bit codes
-        # order near-duplicate trained rows (recall 0.99+ on the demo model) where 4-bit PQ did not
+    if kind == "ivf-pq":
+        # ~4 sqrt(rows) lists, at least 39 rows each, 1/32 of them probed (pinned only: see auto_kind)
         nlist = int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
-        codec = "pq4" if kind == "ivf-pq" else "sq8"
-        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec=codec)
+        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="pq4")
+    if kind == "ivf-sq8":
+        # the same lists with 8-bit codes, which order near-duplicate trained rows (recall 0.996 on
+        # the demo model, 4-bit PQ 0.756). At least 32 lists probed: in a small store a topic's rows
+        # spread over more lists than 1/32 of them (8 of 205 lists found 0.82 of the top-10 at 400
+        # clustered ViT-B/32 clips); past ~1k clips nlist/32 is larger anyway
+        nlist = int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
+        nprobe = min(nlist, max(32, nlist // 32))
+        return IndexSpec(kind, nlist=nlist, nprobe=nprobe, trained_clips=clips, codec="sq8")
     # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
     nlist = int(min(4096, max(16, 4 * math.sqrt(max(rows, 1)))))
     return IndexSpec("ivf", nlist=nlist, nprobe=max(8, nlist // 8), trained_clips=clips)
