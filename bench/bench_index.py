@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -304,14 +305,20 @@ def bench_synthetic(args: argparse.Namespace) -> None:
             f"(window {args.window:.0f} s), {len(rows)} captions, checkpoint {args.checkpoint}\n"
         )
         print(RECALL_HEADER)
-        recall_table(store, queries, args.k, store.stats().index["type"])
+        auto = store.stats().index  # what the store chose (and upgraded) by itself while ingesting
+        recall_table(store, queries, args.k, f"{auto['type']}{_params(auto, n_clips)}, automatic")
         for kind in args.rebuild:
             info = store.rebuild_index(kind)
-            extra = (
-                f" (nlist {info['nlist']}, nprobe {info['nprobe']}, {info['codec']})" if info["nlist"] else ""
-            )
-            recall_table(store, queries, args.k, kind + extra)
+            recall_table(store, queries, args.k, kind + _params(info, n_clips))
         store.close()
+
+
+def _params(info: dict[str, Any], clips: int) -> str:
+    """An IVF index's lists, probes, codes, and the store size they were trained at."""
+    if not info["nlist"]:
+        return ""
+    trained = "" if info["trained_clips"] in (0, clips) else f", trained at {info['trained_clips']} clips"
+    return f" (nlist {info['nlist']}, nprobe {info['nprobe']}, {info['codec']}{trained})"
 
 
 def main() -> None:
