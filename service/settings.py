@@ -54,7 +54,7 @@ class ServiceSettings(IndexerSettings):
     query_encoder: Literal["torch", "onnx-fp32", "onnx-int8"] = Field(
         "onnx-fp32",
         description="what encodes queries on a CPU: ONNX Runtime ('onnx-fp32': the torch rankings, "
-        "2.2-3.3x faster for ViT-B/32, 11x for the demo model; 'onnx-int8': int8 weights, 5.5x, rankings "
+        "2.2-3.3x faster for ViT-B/32, 2.5x for the demo model; 'onnx-int8': int8 weights, 5.5x, rankings "
         "drift), exported once per model into query_graph_dir (seconds for the demo model; torch is "
         "used if the export fails), or 'torch'",
     )
