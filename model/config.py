@@ -41,9 +41,7 @@ class T2VConfig:
     # vector) or "views" (only the decoder memory and the global vector behind the K views; the
     # stored frame rows stay the image tower's, each about its own moment). "views" is this
     # project's extension: one-scene queries match frame rows, whole-video queries the views.
-    # "both": the stored set holds the image tower's T frame rows AND the T temporal ones
-    # (2T + K rows).
-    temporal_rows: Literal["all", "views", "both"] = "all"
+    temporal_rows: Literal["all", "views"] = "all"
 
     def __post_init__(self) -> None:
         if self.mode not in ("trained", "zeroshot", "meanp"):
@@ -58,8 +56,8 @@ class T2VConfig:
             raise ConfigError("tau must be > 0")
         if self.temporal_layers < 0 or self.temporal_heads < 1 or self.temporal_window < 0:
             raise ConfigError("temporal_layers and temporal_window must be >= 0, temporal_heads >= 1")
-        if self.temporal_rows not in ("all", "views", "both"):
-            raise ConfigError(f"temporal_rows must be 'all', 'views' or 'both', got {self.temporal_rows!r}")
+        if self.temporal_rows not in ("all", "views"):
+            raise ConfigError(f"temporal_rows must be 'all' or 'views', got {self.temporal_rows!r}")
         if self.zeroshot and self.temporal_layers > 0:
             raise ConfigError("a zeroshot config has no trained weights, so no temporal branch")
 

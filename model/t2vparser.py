@@ -66,10 +66,7 @@ class T2VParser(nn.Module):
     @property
     def num_video_vectors(self) -> int:
         """n_v = T + K rows per stored clip (1 for meanP: the mean frame vector)."""
-        if self.config.meanp:
-            return 1
-        both = self.config.temporal_rows == "both" and self.config.temporal_layers > 0
-        return self.config.frames * (2 if both else 1) + self.config.num_tokens
+        return 1 if self.config.meanp else self.config.frames + self.config.num_tokens
 
     def _plus(self, views: Tensor, global_vec: Tensor) -> Tensor:
         # views: (B, K, D), global_vec: (B, D)
@@ -101,9 +98,7 @@ class T2VParser(nn.Module):
         memory = self.frame_mlp(feats)  # (B, T, D)
         views = self.video_decoder(self.query_tokens, memory)  # (B, K, D)
         views_plus = self._plus(views, feats.mean(dim=1))  # (B, K, D)
-        rows = {"views": image, "all": feats}.get(self.config.temporal_rows)  # (B, T, D) stored frame rows
-        if rows is None:  # "both": (B, 2T, D)
-            rows = torch.cat([image, feats], dim=1)
+        rows = image if self.config.temporal_rows == "views" else feats  # (B, T, D) stored frame rows
         vectors = F.normalize(torch.cat([rows, views_plus], dim=1), dim=-1)  # (B, T+K, D)
         return VideoSets(vectors=vectors, views=views, views_plus=views_plus)
 
