@@ -62,6 +62,32 @@ def cli_add(
     return forks.cli([*argv, "--window", "1", "--stride", "1", "--batch-size", "4"], log, env)
 
 
+POLL = 0.005  # s between reads of a run's log: well under one video's ingestion (~0.1 s here)
+
+
+def watch(run: ForkedRun, log: Path, t0: float, until: int, timeout: float) -> list[float]:
+    """Follow `run`'s log until it has acknowledged `until` videos or has ended: the moments
+    (s after `t0`) each acknowledgement was seen. Killed and failed after `timeout` s."""
+    seen: list[float] = []
+    deadline = t0 + timeout
+    while True:
+        ended = run.poll() is not None  # before the read: a run that ended has written everything
+        now = time.monotonic()
+        n = len(acked_lines(log))
+        seen += [now - t0] * (n - len(seen))
+        if n >= until or ended:
+            return seen
+        if now > deadline:
+            kill9(run)
+            raise AssertionError(f"`t2v index add` still running after {timeout}s: {log.read_text()[-2000:]}")
+        time.sleep(POLL)
+
+
+def per_video(seen: list[float]) -> float:
+    """Mean seconds between acknowledgements (videos finish in bursts: a batch of clips may end two)."""
+    return (seen[-1] - seen[0]) / (len(seen) - 1)
+
+
 def cli_kill_trials(
     forks: Forks,
     corpus: list[Path],
@@ -73,30 +99,49 @@ def cli_kill_trials(
     check: Check = check_store,
     env: dict[str, str] | None = None,
     timeout: float = 180,
-) -> tuple[list[tuple[float, bool, int]], float]:
+) -> tuple[list[tuple[int, float, bool, int]], float]:
     """Calibrate (one uninterrupted add, which must acknowledge every video and pass `check`), then
-    `trials` times: add into a fresh index, kill -9 after a seeded 0.3-0.95 of the calibrated time,
-    `check` what it left, rerun, and require the rerun to skip every acknowledged video and leave
-    the whole corpus. -> ([(delay s, running at the kill, videos acknowledged)], calibrated s)."""
+    `trials` times: add into a fresh index, kill -9 it, `check` what it left, rerun, and require the
+    rerun to skip every acknowledged video and leave the whole corpus.
+
+    Where each kill lands is decided by what the run has done, not by a clock calibrated under
+    another load: the first trial kills during start-up (a seeded 0.3-1.0 of the calibrated time to
+    the first acknowledgement: store creation, model load, the first video), every other one waits
+    until the run has acknowledged a seeded 1..videos-4 videos and kills a seeded 0-1 of this run's
+    mean time per video later (the calibration's while it has seen only one), i.e. inside the next
+    videos.
+    -> ([(acknowledgements waited for, s after the last of them or after the start, running at the
+    kill, videos acknowledged)], calibrated s)."""
     rng = random.Random(seed)
     corpus_dir = corpus[0].parent
     env = {**base_env(), **env} if env else None
+    videos = len(corpus)
 
     def add(index: Path, log: Path) -> ForkedRun:
         return cli_add(forks, corpus_dir, index, ckpt, log, env)
 
     t0 = time.monotonic()
-    wait_exit(add(work / "calib", work / "calib.log"), timeout)
+    run = add(work / "calib", work / "calib.log")
+    calib_seen = watch(run, work / "calib.log", t0, videos + 1, timeout)
+    wait_exit(run, timeout)
     full = time.monotonic() - t0
     calib = acked_lines(work / "calib.log")
-    assert len(calib) == len(corpus), (work / "calib.log").read_text()
+    assert len(calib) == len(corpus) == len(calib_seen), (work / "calib.log").read_text()
     check(work / "calib", calib)
+    print(f"\ncalibration: acknowledgements at {[round(t, 2) for t in calib_seen]}, exit {full:.2f}s")
     outcomes = []
     for trial in range(trials):
         index, log = work / f"idx{trial}", work / f"add{trial}.log"
-        delay = rng.uniform(0.3, 0.95) * full
+        t0 = time.monotonic()
         run = add(index, log)
-        time.sleep(delay)  # a random moment is the point: nothing to wait for
+        if trial == 0:
+            target, delay = 0, rng.uniform(0.3, 1.0) * calib_seen[0]
+        else:
+            target = rng.randint(1, videos - 4)  # the kill window spans ~1 video; bursts end 2-3
+            seen = watch(run, log, t0, target, timeout)
+            step = per_video(seen) if len(seen) > 1 else per_video(calib_seen)
+            delay = rng.uniform(0.0, 1.0) * step
+        time.sleep(delay)  # a random moment inside the work is the point: nothing to wait for
         was_running = run.poll() is None
         kill9(run)
         acked = acked_lines(log)
@@ -104,7 +149,7 @@ def cli_kill_trials(
             check(index, acked)  # the store as the killed writer left it
         else:  # killed before the store's commit point (its manifest): the store does not exist yet
             assert not acked, "a video was acknowledged before the store existed"
-        outcomes.append((round(delay, 2), was_running, len(acked)))
+        outcomes.append((target, round(delay, 3), was_running, len(acked)))
         # the rerun completes the rest, skipping what is already stored
         wait_exit(add(index, work / f"rerun{trial}.log"), timeout)
         rerun = acked_lines(work / f"rerun{trial}.log")
@@ -114,6 +159,6 @@ def cli_kill_trials(
     return outcomes, full
 
 
-def hits(outcomes: list[tuple[float, bool, int]], videos: int) -> int:
+def hits(outcomes: list[tuple[int, float, bool, int]], videos: int) -> int:
     """Trials whose kill landed mid-ingestion (running, some but not all videos acknowledged)."""
-    return sum(1 for _, running, n in outcomes if running and 0 < n < videos)
+    return sum(1 for _, _, running, n in outcomes if running and 0 < n < videos)

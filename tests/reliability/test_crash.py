@@ -28,8 +28,9 @@ SEED = 20261127
 
 def test_kill9_during_cli_add(forks: Forks, corpus: list[Path], tiny_ckpt: Path, tmp_path: Path) -> None:
     outcomes, full = cli_kill_trials(forks, corpus, tiny_ckpt, tmp_path, trials=CLI_TRIALS, seed=SEED)
-    print(f"\ncli kill -9 trials (delay s, running at kill, acknowledged): {outcomes} / full {full:.1f}s")
-    # the seeded delays must actually hit ingestion, not only start-up or the end
+    what = "acks waited for, +s, running at kill, acknowledged"
+    print(f"\ncli kill -9 trials ({what}): {outcomes} / full {full:.1f}s")
+    # the kills must actually hit ingestion, not only start-up or the end
     assert hits(outcomes, len(corpus)) >= 2, outcomes
 
 

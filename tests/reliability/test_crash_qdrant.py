@@ -43,5 +43,6 @@ def test_kill9_during_cli_add_with_qdrant(
     outcomes, full = cli_kill_trials(
         forks, corpus, tiny_ckpt, tmp_path, trials=TRIALS, seed=SEED, check=check_both, env=env, timeout=300
     )
-    print(f"\nqdrant cli kill -9 trials (delay s, running at kill, acknowledged): {outcomes} / {full:.1f}s")
-    assert hits(outcomes, len(corpus)) >= 1, outcomes
+    what = "acks waited for, +s, running at kill, acknowledged"
+    print(f"\nqdrant cli kill -9 trials ({what}): {outcomes} / {full:.1f}s")
+    assert hits(outcomes, len(corpus)) >= 2, outcomes
