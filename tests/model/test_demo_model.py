@@ -46,14 +46,6 @@ def test_demo_checkpoint_is_small_and_self_describing() -> None:
     assert cfg.mode == "trained" and cfg.pretrained is None  # nothing to download
 
 
-def test_readme_query_finds_the_red_circle_video(
-    ranked: tuple[list[str], list[list[int]], list[int]],
-) -> None:
-    queries, ranking, right = ranked
-    q = queries.index("a red circle moving left")
-    assert ranking[q][0] == right[q] == 0
-
-
 def test_most_scene_queries_rank_their_video_first(
     ranked: tuple[list[str], list[list[int]], list[int]],
 ) -> None:

@@ -73,6 +73,12 @@ def test_main_job_prints_url_and_a_working_curl(demo_run: tuple[Server, Path, st
     body = json.loads(out.stdout)
     assert len(body["results"]) == 3
     assert body["results"][0]["title"]
+    if TRAINED_MODEL:  # README's REST example: this query, the first video's first window on top
+        first = demo_manifest(demo_run[1])[0]
+        assert first["scenes"][0]["caption"].startswith("a red circle moving left")
+        with srv.client() as c:
+            top = c.post("/v1/search", json={"query": "a red circle moving left", "top_k": 3}).json()
+        assert (top["results"][0]["title"], top["results"][0]["start"]) == (first["title"], 0.0)
 
 
 def demo_manifest(demo_dir: Path) -> list[dict[str, Any]]:
