@@ -83,6 +83,19 @@ def test_query_sets_and_rankings_match_torch(exported: dict) -> None:
     assert both.mask.sum(1).tolist() == [len(ref[QUERIES[0]]), len(ref[QUERIES[1]])]
 
 
+def _assert_torch_ranking(body: dict, index_dir: Path, model: T2VParser, query: str) -> None:
+    """A /v1/search answer equals the torch path's ranking (moments and scores) over the same store."""
+    store = Store.open(index_dir)
+    try:
+        want = Searcher(store, model).search(query, top_k=len(body["results"]))
+    finally:
+        store.close()
+    assert [(r["video_id"], r["start"]) for r in body["results"]] == [
+        (m.video_id, round(m.start, 3)) for m in want.moments
+    ]
+    assert [r["score"] for r in body["results"]] == pytest.approx([m.score for m in want.moments], abs=1e-4)
+
+
 def test_service_warms_and_searches_with_the_exported_encoder(
     exported: dict, colour_videos: dict[str, Path]
 ) -> None:
@@ -98,16 +111,7 @@ def test_service_warms_and_searches_with_the_exported_encoder(
         srv.stop()
     assert graph.stat().st_mtime_ns == mtime  # the cached graph was reused, not exported again
     assert body["stages_ms"]["encode"] > 0 and body["results"]
-    # the same ranking as the torch path over the same store
-    store = Store.open(Path(exported["settings"]["index_dir"]))
-    try:
-        want = Searcher(store, exported["model"]).search("a red box", top_k=4)
-    finally:
-        store.close()
-    assert [(r["video_id"], r["start"]) for r in body["results"]] == [
-        (m.video_id, round(m.start, 3)) for m in want.moments
-    ]
-    assert [r["score"] for r in body["results"]] == pytest.approx([m.score for m in want.moments], abs=1e-4)
+    _assert_torch_ranking(body, Path(exported["settings"]["index_dir"]), exported["model"], "a red box")
 
 
 def test_a_damaged_or_stale_cached_graph_is_exported_again(exported: dict, tmp_path: Path) -> None:
@@ -149,11 +153,4 @@ def test_the_service_answers_with_torch_when_no_graph_can_be_exported(
     log = srv.log.read_text()
     assert "query_encoder onnx-fp32 unavailable" in log and "encoded with torch" in log
     assert blocked.read_text() == "a file where the graph cache should go"  # nothing overwritten
-    store = Store.open(Path(settings["index_dir"]))
-    try:
-        want = Searcher(store, exported["model"]).search("a red box", top_k=3)
-    finally:
-        store.close()
-    assert [(r["video_id"], r["start"]) for r in body["results"]] == [
-        (m.video_id, round(m.start, 3)) for m in want.moments
-    ]
+    _assert_torch_ranking(body, Path(settings["index_dir"]), exported["model"], "a red box")
