@@ -95,7 +95,7 @@ def test_scene_queries_rank_the_right_video_first(demo_server: Server, demo_dir:
     one right video. Motion is the hard part for a frame-set model: where the colour and shape
     alone already single a video out, it must come first; for 90% of the scenes the right video
     must make the top 3 (of 10), and for most it must come first (chance: 1 in 10). The demo
-    model measured 5/5 distinctive first, 26/27 top 3, 19/27 first."""
+    model of 2026-12-02 measured 5/5 distinctive first, 26/27 top 3, 19/27 first."""
     videos = demo_manifest(demo_dir)
     assert len(videos) == 10
     owners: dict[tuple[str, str], set[str]] = {}
