@@ -25,13 +25,9 @@ def shared_query_graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     forked or a fresh interpreter: all read T2V_QUERY_GRAPH_DIR), so that each model is exported
     once per run instead of once per test server. A test that checks exporting sets its own."""
     path = tmp_path_factory.mktemp("query-graphs")
-    before = os.environ.get("T2V_QUERY_GRAPH_DIR")
-    os.environ["T2V_QUERY_GRAPH_DIR"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("T2V_QUERY_GRAPH_DIR", None)
-    else:
-        os.environ["T2V_QUERY_GRAPH_DIR"] = before
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("T2V_QUERY_GRAPH_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,11 @@ def check_type(kind: str) -> None:
         raise ValueError(f"unknown index type {kind!r} (choose from {', '.join(INDEX_TYPES)})")
 
 
+def _row_lists(rows: int) -> int:
+    """Inverted lists of a token-level IVF (ivf-pq, ivf-sq8): ~4 sqrt(rows), at least 39 rows each."""
+    return int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
+
+
 def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = None) -> IndexSpec:
     """The index for `clips` clips of `vectors_per_clip` rows: `kind`, or `auto_kind` by size."""
     kind = kind or auto_kind(clips, vectors_per_clip, dim)
@@ -98,15 +103,15 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
     rows = clips * vectors_per_clip
     if kind == "ivf-pq":
-        # ~4 sqrt(rows) lists, at least 39 rows each, 1/32 of them probed (pinned only: see auto_kind)
-        nlist = int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
+        # 1/32 of the row lists probed (pinned only: see auto_kind)
+        nlist = _row_lists(rows)
         return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="pq4")
     if kind == "ivf-sq8":
         # the same lists with 8-bit codes, which order near-duplicate trained rows (recall 0.996 on
         # the demo model, 4-bit PQ 0.756). At least 32 lists probed: in a small store a topic's rows
         # spread over more lists than 1/32 of them (8 of 205 lists found 0.82 of the top-10 at 400
         # clustered ViT-B/32 clips); past ~1k clips nlist/32 is larger anyway
-        nlist = int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
+        nlist = _row_lists(rows)
         nprobe = min(nlist, max(32, nlist // 32))
         return IndexSpec(kind, nlist=nlist, nprobe=nprobe, trained_clips=clips, codec="sq8")
     # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
