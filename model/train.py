@@ -30,6 +30,7 @@ from .hard_negatives import add_hard_negatives, caption_neighbours
 from .heads import dcm_logits
 from .loss import t2v_loss
 from .t2vparser import T2VParser, TextSets, VideoSets
+from .time_reversal import ReversalLexicon
 
 STATE_FILE = "state.pt"  # resumable training state (model + optimiser + step)
 MODEL_FILE = "model.pt"  # the final model checkpoint (model.checkpoint format)
@@ -72,6 +73,11 @@ class TrainConfig:
     # Share of each batch drawn as caption-nearest neighbours of the other clips (model/hard_negatives.py):
     # clips that differ in one word (motion, order) then meet in a batch. 0: random batches.
     hard_negatives: float = 0.0
+    # Share of each batch added again played backwards, with its caption as time reversal rewrites
+    # it (model/time_reversal.py): direction and order words then carry loss that frame sets
+    # without order cannot pay. 0: off. `reversal_lexicon`: the word pairs (None: the bundled file).
+    reverse_pairs: float = 0.0
+    reversal_lexicon: str | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
@@ -82,6 +88,8 @@ class TrainConfig:
             raise ConfigError("checkpoint_every and log_every must be >= 1")
         if not 0.0 <= self.hard_negatives <= 0.5:  # each hard negative needs an anchor in the batch
             raise ConfigError("hard_negatives must be between 0 and 0.5")
+        if not 0.0 <= self.reverse_pairs <= 1.0:
+            raise ConfigError("reverse_pairs must be between 0 and 1")
         for key, allowed in (
             ("head", ("dcm", "simple")),
             ("nce_reduction", ("sum", "mean", None)),
@@ -216,8 +224,11 @@ def _batch(
     cfg: TrainConfig,
     step: int,
     neighbours: list[np.ndarray] | None = None,
-) -> tuple[np.ndarray, list[int]]:
-    """The step's clips (B distinct), one random frame per segment, and one caption per clip."""
+    reversible: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[int], list[int]]:
+    """The step's clips (B distinct), one random frame per segment, and one caption per clip;
+    then, with `reversible` (per caption: time reversal changes it), the batch positions whose
+    clip is added again backwards: frames (B + R, T, S, S, 3), captions (B), reversed (R)."""
     rng = np.random.default_rng([cfg.seed, step])
     b = min(cfg.batch_size, len(eligible))
     clips = rng.choice(eligible, size=b, replace=False)
@@ -235,7 +246,13 @@ def _batch(
             caps.append(int(rng.choice([q for q in by_clip[c] if kinds[q] == kind])))
     else:
         caps = [int(rng.choice(by_clip[c])) for c in clips]
-    return frames, caps
+    rev: list[int] = []
+    if reversible is not None and cfg.reverse_pairs > 0:  # drawn last: other batches unchanged
+        candidates = np.array([i for i, q in enumerate(caps) if reversible[q]], dtype=np.int64)
+        n_rev = min(len(candidates), round(b * cfg.reverse_pairs))
+        rev = sorted(int(i) for i in rng.permutation(candidates)[:n_rev])
+        frames = np.concatenate([frames, frames[rev, ::-1]])  # (B + R, T, S, S, 3), time reversed
+    return frames, caps, rev
 
 
 class Trainer:
@@ -273,6 +290,14 @@ class Trainer:
         self.neighbours: list[np.ndarray] | None = None
         if self.cfg.hard_negatives > 0:
             self.neighbours = caption_neighbours([[data.captions[q] for q in qs] for qs in self.by_clip])
+        self.reversible: np.ndarray | None = None
+        if self.cfg.reverse_pairs > 0:
+            lexicon = ReversalLexicon.from_file(self.cfg.reversal_lexicon)
+            backwards = [lexicon.reverse(c) for c in data.captions]
+            self.reversible = np.array(
+                [b != c for b, c in zip(backwards, data.captions, strict=True)]
+            )  # (Q,)
+            self.reversed_tokens = self.model.tokenize(backwards)  # (Q, L)
 
     # -- state
 
@@ -298,7 +323,10 @@ class Trainer:
             raise ConfigError(f"{path} was written for another model config; use a fresh out_dir")
         free = ("steps", "device", "threads", *_OBJECTIVE_SWITCHES)  # the objective: compared below
         mine = {k: v for k, v in self.cfg.to_dict().items() if k not in free}
-        theirs = {k: v for k, v in state["train_config"].items() if k not in free}
+        # fields added since the state was written held their defaults then
+        theirs = {
+            k: v for k, v in {**TrainConfig().to_dict(), **state["train_config"]}.items() if k not in free
+        }
         # a state from before the objective switches was trained with the earlier objective
         old = {
             **_OBJECTIVE_SWITCHES,
@@ -320,13 +348,18 @@ class Trainer:
     # -- one step
 
     def train_step(self) -> dict[str, float]:
-        frames, caps = _batch(self.data, self.by_clip, self.eligible, self.cfg, self.step, self.neighbours)
+        frames, caps, rev = _batch(
+            self.data, self.by_clip, self.eligible, self.cfg, self.step, self.neighbours, self.reversible
+        )
+        tokens = self.tokens[caps]  # (B, L)
+        if rev:  # the reversed clips' captions, in the order their frames were appended
+            tokens = torch.cat([tokens, self.reversed_tokens[[caps[i] for i in rev]]])  # (B + R, L)
         pre = self.model.backbone.preprocess
         x = to_input(frames, pre, self.device)  # (B, T, 3, S, S)
         use_amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             video = self.model.encode_videos(x)
-            text = self.model.encode_texts(self.tokens[caps])
+            text = self.model.encode_texts(tokens)
             loss, parts = self.objective(text, video)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()

@@ -158,8 +158,8 @@ def test_hard_negative_batches_pair_close_captions() -> None:
 
     counts = {"plain": 0, "hard": 0}
     for step in range(30):
-        _, caps_plain = _batch(data, by_clip, eligible, plain, step)
-        _, caps_hard = _batch(data, by_clip, eligible, hard, step, neighbours)
+        _, caps_plain, _ = _batch(data, by_clip, eligible, plain, step)
+        _, caps_hard, _ = _batch(data, by_clip, eligible, hard, step, neighbours)
         assert len(set(caps_hard)) == 8  # still distinct clips
         # the 4 drawn clips are the plain batch's first 4; each hard one neighbours one of them
         assert caps_hard[:4] == caps_plain[:4]
