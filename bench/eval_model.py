@@ -15,6 +15,10 @@ the distinct videos are indexed into a fresh store (the Ingestor, as `t2v index 
    video row of v2t (argmax w_video), the video row the t2v winner picks (argmax sim[argmax w_text])
    and the winning text row (argmax w_text) are views rather than frames/tokens. Zero-shot and
    meanP models have no views: the shares are 0 and the note says "no views".
+3. arrow of time (partial and full captions that time reversal rewrites, model/time_reversal.py:
+   "moving left" -> "moving right", "A, then B" -> "B, then A"): share whose right video scores
+   the caption above its reversed twin (best moment of that video each). 0.5 = direction and
+   order are invisible; frame sets without order sit there when no single frame shows direction.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from indexer.settings import resolve_device  # noqa: E402
 from indexer.store import Store, store_identity  # noqa: E402
 from model import T2VParser, create_model  # noqa: E402
 from model.scoring import score_matrix_components  # noqa: E402
+from model.time_reversal import ReversalLexicon  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -114,10 +119,16 @@ def evaluate(manifest: Path, model: T2VParser, work: Path, window: float, stride
         moments: dict[str, list[float]] = {k_: [] for k_ in ("overlap", "midpoint", "iou", "global")}
         full_top1: list[float] = []
         rows: dict[str, list[tuple[int, ...]]] = {"partial": [], "full": []}
+        arrow: dict[str, list[float]] = {"partial": [], "full": []}
+        lexicon = ReversalLexicon.from_file()
         for c in caps:
             vid = ids[c.video]
             text = searcher.encode(c.text)
             best = searcher.search(text, top_k=1, video_ids=[vid]).moments[0]
+            backwards = lexicon.reverse(c.text)
+            if backwards != c.text:
+                twin = searcher.search(searcher.encode(backwards), top_k=1, video_ids=[vid]).moments[0]
+                arrow[c.kind].append(best.score > twin.score)
             top = searcher.search(text, top_k=1).moments
             if c.kind == "partial":
                 assert c.start is not None and c.end is not None
@@ -159,6 +170,7 @@ def evaluate(manifest: Path, model: T2VParser, work: Path, window: float, stride
             kind: {"count": len(r)} | {key: mean([x[i] for x in r]) for i, key in enumerate(row_keys)}
             for kind, r in rows.items()
         },
+        "arrow_of_time": {kind: {"count": len(a), "right": mean(a)} for kind, a in arrow.items()},
         "note": "" if k else "no views",
     }
 
@@ -177,6 +189,11 @@ def table(res: dict[str, Any], window: float, stride: float) -> str:
     for key, label in (("v2t_video_view", "v2t video row"), ("t2v_video_view", "t2v picked video row"),
                        ("text_view", "t2v text row")):  # fmt: skip
         lines.append(f"    {label:<26} {r['partial'][key]:>7.3f} {r['full'][key]:>6.3f}")
+    a = res["arrow_of_time"]
+    lines.append(
+        f"  arrow of time (beats its reversed twin; 0.5 = blind): partial {a['partial']['right']:.3f} "
+        f"of {a['partial']['count']}, full {a['full']['right']:.3f} of {a['full']['count']}"
+    )
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 
+from model.time_reversal import ReversalLexicon
 from tests.cli_forks import CliForks
 from tests.support import REPO, tiny_checkpoint
 
@@ -91,6 +92,13 @@ def test_eval_model_on_a_tiny_benchmark(tmp_path: Path, cli_forks: CliForks) -> 
     for kind in ("partial", "full"):
         for key in ("v2t_video_view", "t2v_video_view", "text_view"):
             assert 0.0 <= m["rows"][kind][key] <= 1.0, (kind, key)
+    # arrow of time: every caption that reversal rewrites is measured once against its twin
+    lexicon = ReversalLexicon.from_file()
+    rows = [json.loads(line) for line in test.read_text().splitlines()]
+    for kind in ("partial", "full"):
+        expected = sum(r["kind"] == kind and lexicon.reverse(r["caption"]) != r["caption"] for r in rows)
+        assert expected > 0 and m["arrow_of_time"][kind]["count"] == expected
+        assert 0.0 <= m["arrow_of_time"][kind]["right"] <= 1.0
 
     # meanP has no views: every share is 0 and said so; two manifests, one entry each
     res = run(
