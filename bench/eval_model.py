@@ -19,6 +19,10 @@ the distinct videos are indexed into a fresh store (the Ingestor, as `t2v index 
    "moving left" -> "moving right", "A, then B" -> "B, then A"): share whose right video scores
    the caption above its reversed twin (best moment of that video each). 0.5 = direction and
    order are invisible; frame sets without order sit there when no single frame shows direction.
+4. scenes (partial captions): each described scene cut out as its own clip (T frames inside the
+   scene, as stage-1 pre-training sees them); "r1" = share whose top-scored scene carries the
+   caption, "arrow" = share scoring their scene above the time-reversed caption. What the model
+   reads inside one scene, apart from finding the scene within a longer video.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer.ingest.pipeline import Ingestor  # noqa: E402
+from indexer.media.video import sample_frames, segment_times, to_model_input  # noqa: E402
 from indexer.search.searcher import Searcher  # noqa: E402
 from indexer.settings import resolve_device  # noqa: E402
 from indexer.store import Store, store_identity  # noqa: E402
@@ -101,8 +107,37 @@ def row_wins(text: torch.Tensor, video: torch.Tensor, n_tok: int, frames: int, t
     return int(v_row >= frames), int(picked >= frames), int(t_row >= n_tok)
 
 
-def mean(xs: list[float]) -> float:
+def mean(xs: Sequence[float]) -> float:
     return float(np.mean(xs)) if xs else 0.0
+
+
+@torch.no_grad()
+def scene_probe(caps: list[Caption], model: T2VParser, lexicon: ReversalLexicon) -> dict[str, Any]:
+    """Single-scene retrieval among the manifest's scenes, and the arrow of time inside a scene."""
+    scenes = [c for c in caps if c.kind == "partial" and c.start is not None and c.end is not None]
+    if not scenes:
+        return {"count": 0, "r1": 0.0, "arrow": {"count": 0, "right": 0.0}}
+    pre, frames = model.backbone.preprocess, int(model.config.frames)
+    device = next(model.parameters()).device
+    videos = []
+    for i in range(0, len(scenes), 32):
+        x = torch.stack([
+            to_model_input(sample_frames(c.video, segment_times(c.start or 0.0, c.end or 0.0, frames),
+                                         pre).frames, pre)
+            for c in scenes[i : i + 32]
+        ]).to(device)  # (b, T, 3, S, S)  # fmt: skip
+        videos.append(model.encode_videos(x).vectors)  # (b, n_v, D)
+    video = torch.cat(videos)  # (N, n_v, D)
+    texts = [c.text for c in scenes]
+    scores = model.score(model.encode_texts(texts), video).float()  # (N, N)
+    top = scores.argmax(dim=1).tolist()
+    r1 = [texts[j] == texts[i] for i, j in enumerate(top)]  # a repeated caption: any of its scenes
+    twins = [(i, lexicon.reverse(t)) for i, t in enumerate(texts) if lexicon.reverse(t) != t]
+    arrow: list[bool] = []
+    if twins:
+        back = model.score(model.encode_texts([t for _, t in twins]), video).float()  # (R, N)
+        arrow = [bool(scores[i, i] > back[r, i]) for r, (i, _) in enumerate(twins)]
+    return {"count": len(scenes), "r1": mean(r1), "arrow": {"count": len(arrow), "right": mean(arrow)}}
 
 
 def evaluate(manifest: Path, model: T2VParser, work: Path, window: float, stride: float) -> dict[str, Any]:
@@ -171,6 +206,7 @@ def evaluate(manifest: Path, model: T2VParser, work: Path, window: float, stride
             for kind, r in rows.items()
         },
         "arrow_of_time": {kind: {"count": len(a), "right": mean(a)} for kind, a in arrow.items()},
+        "scenes": scene_probe(caps, model, lexicon),
         "note": "" if k else "no views",
     }
 
@@ -193,6 +229,11 @@ def table(res: dict[str, Any], window: float, stride: float) -> str:
     lines.append(
         f"  arrow of time (beats its reversed twin; 0.5 = blind): partial {a['partial']['right']:.3f} "
         f"of {a['partial']['count']}, full {a['full']['right']:.3f} of {a['full']['count']}"
+    )
+    sc = res["scenes"]
+    lines.append(
+        f"  scenes as their own clips ({sc['count']}): R@1 {sc['r1']:.3f}  arrow of time "
+        f"{sc['arrow']['right']:.3f} of {sc['arrow']['count']}"
     )
     return "\n".join(lines)
 

@@ -99,6 +99,9 @@ def test_eval_model_on_a_tiny_benchmark(tmp_path: Path, cli_forks: CliForks) -> 
         expected = sum(r["kind"] == kind and lexicon.reverse(r["caption"]) != r["caption"] for r in rows)
         assert expected > 0 and m["arrow_of_time"][kind]["count"] == expected
         assert 0.0 <= m["arrow_of_time"][kind]["right"] <= 1.0
+    scenes = m["scenes"]
+    assert scenes["count"] == n_partial and 0.0 <= scenes["r1"] <= 1.0
+    assert scenes["arrow"]["count"] == m["arrow_of_time"]["partial"]["count"]
 
     # meanP has no views: every share is 0 and said so; two manifests, one entry each
     res = run(
