@@ -120,7 +120,10 @@ def serve(settings: ServiceSettings) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not become ready")
 
 
-def measure(name: str, settings: ServiceSettings, qs: list[str], encoders: list[str]) -> list[str]:
+def measure(
+    name: str, settings: ServiceSettings, qs: list[str], encoders: list[str]
+) -> tuple[list[str], list[str]]:
+    """Table rows, and per encoder where the server's time went."""
     model = _build_model(settings, text_only=True)
     with Store.open(settings.index_dir) as store:
         clips = store.stats().clips
@@ -130,19 +133,28 @@ def measure(name: str, settings: ServiceSettings, qs: list[str], encoders: list[
             lambda q: searcher.search(q, top_k=10, exhaustive=True), qs[: max(10, len(qs) // 5)]
         )
     runs: list[tuple[str, list[float]]] = []
+    where: list[str] = []  # per encoder: the server's own stage timings, medians over the queries
     for encoder in encoders:
         proc, url = serve(settings.model_copy(update={"query_encoder": encoder}))
+        stages: dict[str, list[float]] = {}
         try:
             with httpx.Client(base_url=url, timeout=60) as c:
 
-                def http(q: str) -> None:
+                def http(q: str, stages: dict[str, list[float]] = stages) -> None:
                     r = c.post("/v1/search", json={"query": q, "top_k": 10})
                     r.raise_for_status()
+                    body = r.json()
+                    for k, v in {**body["stages_ms"], "took_ms": body["took_ms"]}.items():
+                        stages.setdefault(k, []).append(float(v))
 
                 runs.append((f"HTTP POST /v1/search, {encoder} encoder", timed(http, qs)))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        where.append(
+            f"{name}, {encoder}: server p50 ms "
+            + ", ".join(f"{k} {pct(v, 50):.1f}" for k, v in stages.items())
+        )
     base50 = pct(inproc, 50)
     rows = []
     runs += [("in-process Searcher, torch encoder (baseline)", inproc)]
@@ -151,7 +163,7 @@ def measure(name: str, settings: ServiceSettings, qs: list[str], encoders: list[
             f"| {name} | {clips} | {label} | {len(xs)} | {pct(xs, 50):.1f} | {pct(xs, 95):.1f} | "
             f"{pct(xs, 50) / base50:.2f} |"
         )
-    return rows
+    return rows, where
 
 
 def main() -> None:
@@ -169,7 +181,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(ServiceSettings().torch_threads, 1))  # the service's setting, same here
-    rows = []
+    rows: list[str] = []
+    where: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         graphs = Path(args.graph_dir) if args.graph_dir else Path(tmp, "onnx")
         if not args.no_demo:
@@ -181,7 +194,8 @@ def main() -> None:
                 query_graph_dir=graphs,
             )
             build_demo(demo, Path(tmp, "demo/videos"), log=lambda m: None)
-            rows += measure("demo library", demo, qs, args.encoders)
+            table, notes = measure("demo library", demo, qs, args.encoders)
+            rows, where = rows + table, where + notes
         big = ServiceSettings(
             index_dir=Path(tmp, "big/index"), var_dir=Path(tmp, "big/var"), query_graph_dir=graphs
         )
@@ -192,13 +206,16 @@ def main() -> None:
         t = time.perf_counter()
         random_store(big, args.clips)
         print(f"wrote {args.clips} random clips through the store API in {time.perf_counter() - t:.1f}s")
-        rows += measure(f"{args.clips // 1000}k random clips", big, qs, args.encoders)
+        table, notes = measure(f"{args.clips // 1000}k random clips", big, qs, args.encoders)
+        rows, where = rows + table, where + notes
     model = ServiceSettings().model if not args.config else big.model
     print(f"model: {model.checkpoint or model.config}; {os.cpu_count()} CPUs; top_k=10; sequential requests")
     print("| store | clips | path | queries | p50 ms | p95 ms | p50 / baseline |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(r)
+    for w in where:
+        print(w)
 
 
 if __name__ == "__main__":
