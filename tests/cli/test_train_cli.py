@@ -160,3 +160,28 @@ def test_synth_renderer_2_writes_its_own_benchmark(tmp_path: Path, t2v: T2v) -> 
     assert all((out / row["video"]).is_file() for row in test_rows)
     bad = t2v("synth", tmp_path / "s3", "--renderer", "3")
     assert bad.returncode == 2 and not (tmp_path / "s3").exists()
+
+
+@pytest.mark.slow  # a short training run as a subprocess
+def test_train_with_time_reversed_pairs(train_config: Path, tmp_path: Path, t2v: T2v) -> None:
+    """`reverse_pairs` in a user's config, with their own word list: the run trains and logs; a
+    word list that does not exist or a share out of range is a one-line error, not a traceback."""
+    lexicon = tmp_path / "words.json"
+    lexicon.write_text(json.dumps({"swap": [["left", "right"], ["up", "down"]], "sequence": [", then "]}))
+    cfg = json.loads(train_config.read_text()) | {"steps": 3, "reverse_pairs": 0.5}
+    good = tmp_path / "rev.json"
+    good.write_text(json.dumps(cfg | {"reversal_lexicon": str(lexicon)}))
+    r = t2v("train", "-c", good, "--out-dir", tmp_path / "run", timeout=600, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3] and all(np.isfinite(row["loss"]) for row in rows)
+    assert read_checkpoint(tmp_path / "run" / "model.pt")[0].frames > 0
+    for extra, message in (
+        ({"reversal_lexicon": str(tmp_path / "missing.json")}, "lexicon"),
+        ({"reverse_pairs": 2.0}, "reverse_pairs"),
+    ):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(cfg | extra))
+        r = t2v("train", "-c", bad, "--out-dir", tmp_path / "bad-run", timeout=600, env=ENV)
+        assert r.returncode == 2 and message in r.stderr + r.stdout
+        assert "Traceback" not in r.stderr
