@@ -225,7 +225,7 @@ def encode_times(n: int, config: str) -> tuple[float, float, str]:
 
 def bench_size(
     tmp: Path, dist: str, clips: int, args: argparse.Namespace, log: list[str]
-) -> tuple[list[Row], dict[str, float]]:
+) -> tuple[list[Row], dict[str, float | str]]:
     # ~clips_per_topic clips around each centre (capped at --topics centres)
     corpus = Corpus(dist, args.dim, args.n_v, max(1, min(args.topics, clips // args.clips_per_topic)))
     index_type: str | None = "global-ivf" if clips >= args.ivf_from else "global"
@@ -350,8 +350,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     torch.set_num_threads(1)
     enc50, enc95, enc_cfg = encode_times(args.encode_queries, args.encode_config)
     rows: list[Row] = []
-    mems: dict[str, dict[str, float]] = {}
+    mems: dict[str, dict[str, float | str]] = {}
     log: list[str] = []
+    if args.dir is not None:  # a folder the user names is made, not a traceback
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for dist in args.dists:
             for clips in args.sizes:
