@@ -38,8 +38,12 @@ class ReversalLexicon:
         p = Path(path) if path is not None else DEFAULT_LEXICON
         try:
             data = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: invalid JSON or not UTF-8
             raise ConfigError(f"time-reversal lexicon {p}: {e}") from e
+        if not isinstance(data, dict) or not isinstance(data.get("swap", []), list):
+            raise ConfigError(
+                f'time-reversal lexicon {p}: expected {{"swap": [[word, word], ...], "sequence": [...]}}'
+            )
         swap: dict[str, str] = {}
         for pair in data.get("swap", []):
             if not (
@@ -51,7 +55,7 @@ class ReversalLexicon:
                 raise ConfigError(f"time-reversal lexicon {p}: {a!r}/{b!r} listed twice")
             swap[a], swap[b] = b, a
         seq = data.get("sequence", [])
-        if not all(isinstance(s, str) and s.strip() for s in seq):
+        if not isinstance(seq, list) or not all(isinstance(s, str) and s.strip() for s in seq):
             raise ConfigError(f"time-reversal lexicon {p}: sequence markers must be non-empty strings")
         return cls(swap=swap, sequence=tuple(seq))
 

@@ -39,6 +39,13 @@ def test_lexicon_errors_are_clear(tmp_path: Path) -> None:
         ReversalLexicon.from_file(bad)
     with pytest.raises(ConfigError, match="lexicon"):
         ReversalLexicon.from_file(tmp_path / "missing.json")
+    bad.write_bytes(b"\xff\xfe\x00 not text")
+    with pytest.raises(ConfigError, match="lexicon"):
+        ReversalLexicon.from_file(bad)
+    for shape in ([["left", "right"]], {"swap": {"left": "right"}}, {"swap": [], "sequence": "then"}):
+        bad.write_text(json.dumps(shape))
+        with pytest.raises(ConfigError, match="lexicon"):
+            ReversalLexicon.from_file(bad)
     with pytest.raises(ConfigError, match="reverse_pairs"):
         TrainConfig(train="x", reverse_pairs=1.5)
 
