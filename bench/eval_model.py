@@ -132,7 +132,7 @@ def scene_probe(caps: list[Caption], model: T2VParser, lexicon: ReversalLexicon)
     scores = model.score(model.encode_texts(texts), video).float()  # (N, N)
     top = scores.argmax(dim=1).tolist()
     r1 = [texts[j] == texts[i] for i, j in enumerate(top)]  # a repeated caption: any of its scenes
-    twins = [(i, lexicon.reverse(t)) for i, t in enumerate(texts) if lexicon.reverse(t) != t]
+    twins = [(i, r) for i, t in enumerate(texts) if (r := lexicon.reverse(t)) != t]
     arrow: list[bool] = []
     if twins:
         back = model.score(model.encode_texts([t for _, t in twins]), video).float()  # (R, N)

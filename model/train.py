@@ -290,7 +290,8 @@ class Trainer:
         self.neighbours: list[np.ndarray] | None = None
         if self.cfg.hard_negatives > 0:
             self.neighbours = caption_neighbours([[data.captions[q] for q in qs] for qs in self.by_clip])
-        self.reversible: np.ndarray | None = None
+        self.reversible: np.ndarray | None = None  # (Q,) bool: time reversal rewrites the caption
+        self.reversed_tokens: Tensor | None = None  # (Q, L) the rewritten captions, tokenised once
         if self.cfg.reverse_pairs > 0:
             lexicon = ReversalLexicon.from_file(self.cfg.reversal_lexicon)
             backwards = [lexicon.reverse(c) for c in data.captions]
@@ -352,7 +353,7 @@ class Trainer:
             self.data, self.by_clip, self.eligible, self.cfg, self.step, self.neighbours, self.reversible
         )
         tokens = self.tokens[caps]  # (B, L)
-        if rev:  # the reversed clips' captions, in the order their frames were appended
+        if rev and self.reversed_tokens is not None:  # the reversed clips' captions, in frame order
             tokens = torch.cat([tokens, self.reversed_tokens[[caps[i] for i in rev]]])  # (B + R, L)
         pre = self.model.backbone.preprocess
         x = to_input(frames, pre, self.device)  # (B, T, 3, S, S)
