@@ -33,6 +33,23 @@ def test_one_query_scores_equal_the_batched_kernel() -> None:
     assert int(fast.argmax()) == int(ref.argmax())
 
 
+@pytest.mark.parametrize("block", [None, 1, 7, 64, 1000])
+def test_cpu_rerank_blocks_give_the_same_scores(block: int | None) -> None:
+    # the CPU kernel reuses one fp32 buffer across blocks: a stale row from an earlier (larger)
+    # block or a short last block must not leak into a score
+    g = torch.Generator().manual_seed(1)
+    text = torch.nn.functional.normalize(torch.randn(7, DIM, generator=g), dim=-1)
+    videos = torch.nn.functional.normalize(torch.randn(130, N_V, DIM, generator=g), dim=-1).half()
+    ref = partial_alignment_scores(text[None], videos, tau=100.0)[0]
+    fast = one_query_scores(text, videos, tau=100.0, block=block)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(torch.argsort(fast, descending=True)[:10], torch.argsort(ref, descending=True)[:10])
+    # float64 query rows take the general kernel: the same scores
+    general = one_query_scores(text.double(), videos, tau=100.0, block=block)
+    torch.testing.assert_close(general.float(), ref, atol=1e-5, rtol=1e-5)
+    assert one_query_scores(text, videos[:0], tau=100.0, block=block).shape == (0,)
+
+
 def _store(root: Path, clips: int, index_type: str) -> tuple[Store, np.ndarray]:
     ident = {"config": {"tau": 100.0}, "dim": DIM, "vectors_per_clip": N_V, "weights": "random:t"}
     store = Store.open(root, ident, create=True, index_type=index_type)
