@@ -144,7 +144,9 @@ def test_automatic_choice_by_size(clips: int, kind: str) -> None:
         assert 16 <= spec.nlist <= clips * per_clip // 39 and 8 <= spec.nprobe <= spec.nlist
         assert spec.codec == "sq8" and spec.trained_clips == clips
     if kind == "ivf-sq8":  # small stores probe at least 32 lists (recall 0.82 with 8 at 400 clips)
-        assert spec.nprobe == max(32, spec.nlist // 32)
+        assert spec.nprobe == max(32, spec.nlist // 64)
+    if clips == 13_107:  # the top of the range scans 32 lists, not 1/32 (13k slower than 52k)
+        assert spec.nprobe == 32
     # the demo model's 4.5k-clip store (20 rows of D=64) is in the token-level IVF range
     assert vi.auto_kind(4_532, 20, 64) == "ivf-sq8"
 
