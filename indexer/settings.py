@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from indexer.store.backends import BackendConfig
 
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "t2v-demo.pt"
+FrameEncoder = Literal["torch", "onnx-fp32"]
+FRAME_ENCODERS: tuple[str, ...] = get_args(FrameEncoder)
 
 
 class ModelSettings(BaseModel):
@@ -80,6 +82,21 @@ class IndexerSettings(BaseSettings):
         default_factory=lambda: TextSettings(), description="text tracks read at ingestion (T2V_TEXT__*)"
     )
     vectors: VectorSettings = Field(default_factory=lambda: VectorSettings())
+    frame_encoder: FrameEncoder = Field(
+        "torch",
+        description="what runs the image tower at ingestion on a CPU: 'torch', or 'onnx-fp32' (ONNX "
+        "Runtime: 1.7-2.5x faster for ViT-B/32 on an EPYC CPU, vectors within 4e-6 of torch's but not "
+        "bit-identical), exported once per model into frame_graph_dir; torch is used if the export fails",
+    )
+    frame_graph_dir: Path | None = Field(
+        None,
+        description="where exported image-tower graphs are cached; default <index_dir>/../onnx "
+        "(the service: <var_dir>/onnx)",
+    )
+
+    @property
+    def frame_graphs(self) -> Path:
+        return self.frame_graph_dir if self.frame_graph_dir is not None else self.index_dir.parent / "onnx"
 
     @model_validator(mode="after")
     def _demo_checkpoint_default(self) -> IndexerSettings:

@@ -230,7 +230,8 @@ class Library:
             if self._ingest is None:
                 # the visual tower is only needed here: built on the first ingestion
                 full = _build_model(self.settings, text_only=False)
-                self._ingest = Prefetcher(Ingestor.from_settings(self.store, full, self.settings))
+                threads = self.settings.ingest_threads or None  # the ingestion worker's budget
+                self._ingest = Prefetcher(Ingestor.from_settings(self.store, full, self.settings, threads))
             return self._ingest
 
     def ingest(

@@ -81,6 +81,11 @@ class ServiceSettings(IndexerSettings):
         return self.query_graph_dir if self.query_graph_dir is not None else self.var_dir / "onnx"
 
     @property
+    def frame_graphs(self) -> Path:
+        # the service keeps every exported graph in its state directory (frames-* beside query-*)
+        return self.frame_graph_dir if self.frame_graph_dir is not None else self.var_dir / "onnx"
+
+    @property
     def jobs_db(self) -> Path:
         return self.var_dir / "jobs.sqlite"
 

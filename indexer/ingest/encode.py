@@ -14,18 +14,51 @@ bytes the per-clip path (`commit.encode_clips`) writes.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from indexer.media.video import to_model_input
+from indexer.settings import IndexerSettings
 from model import T2VParser
+
+log = logging.getLogger("t2v.ingest")
 
 MIN_TOWER_BATCH = 16  # images per image-tower call (padding): see the module docstring
 
+# Runs the image tower on a CPU instead of torch: (N, 3, S, S) preprocessed -> (N, D) float32
+# (`model.onnx_frames.OnnxFrameEncoder`, chosen by the `frame_encoder` setting).
+FrameTower = Callable[[Tensor], Tensor]
 
-def encode_frames(model: T2VParser, frames: np.ndarray) -> Tensor:
-    """(N, S, S, 3) uint8 frames -> (N, D) float32 image-tower vectors (through autocast on CUDA)."""
+
+def frame_tower(model: T2VParser, settings: IndexerSettings, threads: int) -> FrameTower | None:
+    """The image tower `settings.frame_encoder` chooses for `model`: None for torch (the default,
+    and always on an accelerator); for 'onnx-fp32' on a CPU the ONNX Runtime graph (exported into
+    `settings.frame_graphs` once per model), or None with the reason logged when it cannot be
+    exported or loaded: ingestion then runs on torch (the same vectors up to 4e-6, slower)."""
+    if settings.frame_encoder == "torch":
+        return None
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        log.info("frame_encoder %s runs on the CPU only: using torch on %s", settings.frame_encoder, device)
+        return None
+    from model.onnx_frames import OnnxFrameEncoder
+
+    try:
+        return OnnxFrameEncoder.for_model(model, settings.frame_graphs, threads=threads)
+    except Exception as e:  # noqa: BLE001 - any export/runtime failure: torch still encodes
+        log.warning(
+            "frame_encoder %s unavailable (%s): frames are encoded with torch", settings.frame_encoder, e
+        )
+        return None
+
+
+def encode_frames(model: T2VParser, frames: np.ndarray, tower: FrameTower | None = None) -> Tensor:
+    """(N, S, S, 3) uint8 frames -> (N, D) float32 image-tower vectors (through autocast on CUDA;
+    through `tower` on a CPU when given)."""
     n = len(frames)
     if n < MIN_TOWER_BATCH:
         pad = np.repeat(frames[-1:], MIN_TOWER_BATCH - n, axis=0)
@@ -43,7 +76,7 @@ def encode_frames(model: T2VParser, frames: np.ndarray) -> Tensor:
                 feats = model.backbone.encode_frames(((x - mean) / std)[None])[0]
         else:
             x = to_model_input(frames, pre)  # (N, 3, S, S)
-            feats = model.backbone.encode_frames(x[None])[0]  # (N, D)
+            feats = tower(x) if tower is not None else model.backbone.encode_frames(x[None])[0]  # (N, D)
     return feats[:n].float()
 
 
@@ -85,7 +118,9 @@ class FrameFeatures:
         return self.feats[torch.from_numpy(idx).to(self.feats.device)]
 
 
-def encode_clip_batch(model: T2VParser, batch: list[tuple[FrameFeatures, np.ndarray]]) -> np.ndarray:
+def encode_clip_batch(
+    model: T2VParser, batch: list[tuple[FrameFeatures, np.ndarray]], tower: FrameTower | None = None
+) -> np.ndarray:
     """Clips as (their video's frames, their (T,) frame indices) -> (B, T+K, D) float16 video sets.
 
     One tower call encodes the frames no earlier batch encoded (across the batch's videos); the
@@ -97,7 +132,7 @@ def encode_clip_batch(model: T2VParser, batch: list[tuple[FrameFeatures, np.ndar
         todo[id(ff)] = (ff, np.union1d(prev, ff.missing(idx)))
     parts = [(ff, idx) for ff, idx in todo.values() if len(idx)]
     if parts:
-        feats = encode_frames(model, np.concatenate([ff.frames[idx] for ff, idx in parts]))  # (n, D)
+        feats = encode_frames(model, np.concatenate([ff.frames[idx] for ff, idx in parts]), tower)  # (n, D)
         start = 0
         for ff, idx in parts:
             ff.put(idx, feats[start : start + len(idx)])

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.settings import IndexerSettings
+from indexer.settings import IndexerSettings, process_threads
 from indexer.store import Store
 from indexer.text.extract import TextExtractor
 from indexer.text.settings import TextSettings
 from model import T2VParser
 
 from .commit import RunClaims, commit_video, encode_clips, stored_duplicate
-from .encode import FrameFeatures, encode_clip_batch
+from .encode import FrameFeatures, FrameTower, encode_clip_batch, frame_tower
 from .prepare import (
     ClipPlan,
     IngestItem,
@@ -76,6 +76,7 @@ class Ingestor:
         decode_workers: int | None = None,
         text: TextSettings | None = None,
         share_frames: bool = True,
+        tower: FrameTower | None = None,
     ) -> None:
         self.plan = ClipPlan.for_store(store, model, window, stride, limits)
         # text tracks (subtitles, speech, OCR) are read on the decode side; None: pixels only
@@ -92,10 +93,16 @@ class Ingestor:
         # the image tower once per distinct frame (clips built from cached frame vectors); False:
         # once per clip frame, as before (same stored bytes, kept for the benchmark's baseline)
         self.share_frames = share_frames
+        self.tower = tower  # the image tower on a CPU when not torch's (settings.frame_encoder)
 
     @classmethod
-    def from_settings(cls, store: Store, model: T2VParser, settings: IndexerSettings) -> Ingestor:
-        return cls(store, model, settings.window, settings.stride, settings.batch_size, text=settings.text)
+    def from_settings(
+        cls, store: Store, model: T2VParser, settings: IndexerSettings, threads: int | None = None
+    ) -> Ingestor:
+        """threads: of the image tower when it runs on ONNX Runtime (None: `process_threads()`)."""
+        tower = frame_tower(model, settings, threads or process_threads())
+        window, stride = settings.window, settings.stride
+        return cls(store, model, window, stride, settings.batch_size, text=settings.text, tower=tower)
 
     # ------------------------------------------------------------ one file
     def ingest_file(
@@ -170,7 +177,7 @@ class Ingestor:
                 if id(p) not in features:
                     features[id(p)] = FrameFeatures(p.frames)
             clip_frames = [(features[id(p)], p.gather[c]) for p, c in batch]
-            arr = encode_clip_batch(self.model, clip_frames)  # (B, T+K, D) float16
+            arr = encode_clip_batch(self.model, clip_frames, self.tower)  # (B, T+K, D) float16
         else:
             clips = np.stack([p.frames[p.gather[c]] for p, c in batch])  # (B, T, S, S, 3) uint8
             arr = encode_clips(self.model, clips)  # (B, T+K, D) float16

@@ -152,12 +152,24 @@ def add(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to join (implies --ray; default: a local instance)"
     ),
+    frame_encoder: str | None = typer.Option(
+        None,
+        "--frame-encoder",
+        help="image tower on a CPU: 'torch' or 'onnx-fp32' (ONNX Runtime, ~2x faster; T2V_FRAME_ENCODER)",
+    ),
 ) -> None:
     """Index videos into the store (created on first use); already indexed files are skipped."""
     from indexer.ingest.pipeline import IngestItem, expand_paths
+    from indexer.settings import FRAME_ENCODERS
 
     settings = indexer_settings(window, stride, batch_size)
     index_dir = index_dir_of(index, settings)
+    if frame_encoder is not None and frame_encoder not in FRAME_ENCODERS:
+        fail(f"--frame-encoder must be one of {', '.join(FRAME_ENCODERS)}, not {frame_encoder!r}")
+    # the store the command writes decides where exported graphs are cached (<index>/../onnx)
+    settings = settings.model_copy(
+        update={"index_dir": index_dir, "frame_encoder": frame_encoder or settings.frame_encoder}
+    )
     try:
         items = list(expand_paths(paths))
     except ValueError as e:  # e.g. a manifest line that is not JSON
