@@ -1,11 +1,13 @@
 """Issue 17 benchmarks: where users wait. Every ratio is measured in one run on the same inputs.
 
     python bench/bench_fast.py ingest [--seconds 60 300] [--config t2v-vit-b-32] [--threads 2]
+                                      [--onnx-frames var/onnx-graphs]
     python bench/bench_fast.py query  [--config t2v-vit-b-32] [--threads 1] [--repeats 30]
 
 ingest: the image tower once per distinct sampled frame (clips built from cached frame vectors)
 against once per clip frame (the previous path), on generated H.264 videos, window 10 s / stride 5 s;
-checks the stored matrices are byte-identical.
+checks the stored matrices are byte-identical. --onnx-frames DIR: also the shared path with the image
+tower on ONNX Runtime (`frame_encoder=onnx-fp32`, graph cached in DIR), against both torch paths.
 query: query encoding with the torch path against ONNX Runtime fp32 and int8 (`model.onnx_text`).
 Weights are random (pretrained=None): nothing is downloaded, and speed does not depend on them.
 """
@@ -42,6 +44,11 @@ def bench_ingest(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = create_model(get_config(args.config).replace(pretrained=None))
+    tower_fn = None
+    if args.onnx_frames:  # exported before the counting hook below, which would fix the batch size
+        from model.onnx_frames import OnnxFrameEncoder
+
+        tower_fn = OnnxFrameEncoder.for_model(model, Path(args.onnx_frames), threads=args.threads)
     visual = model.backbone.clip.visual
     images: list[int] = []
     visual.register_forward_hook(lambda _m, a, _o: images.append(len(a[0])))
@@ -54,6 +61,7 @@ def bench_ingest(args: argparse.Namespace) -> None:
         "| clips/s before | after | speed-up (wall) | speed-up (CPU) | bytes equal |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    onnx_rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in args.seconds:
             video = render(Path(tmp), seconds)
@@ -80,6 +88,21 @@ def bench_ingest(args: argparse.Namespace) -> None:
                 tower[share] = sum(images)
                 mats[share] = store.matrices(store.live_clip_ids(None)).tobytes()
                 store.close()
+            if tower_fn is not None:
+                store = Store.open(Path(tmp) / f"s{seconds}-onnx", store_identity(model), create=True)
+                ing = Ingestor(store, model, WINDOW, STRIDE, args.batch, tower=tower_fn)
+                t0, c0 = time.perf_counter(), time.process_time()
+                (r,) = ing.ingest_many([video])
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                assert r.status == "done", r
+                got = store.matrices(store.live_clip_ids(None)).astype(np.float32)
+                want = np.frombuffer(mats[True], dtype=np.float16).astype(np.float32).reshape(got.shape)
+                store.close()
+                onnx_rows.append(
+                    f"| {seconds:.0f} s | {clips} | {walls[True]:.1f} | {wall:.1f} | {cpus[True]:.1f} "
+                    f"| {cpu:.1f} | {clips / wall:.2f} | {walls[True] / wall:.2f}x | "
+                    f"{cpus[True] / cpu:.2f}x | {cpus[False] / cpu:.2f}x | {np.abs(got - want).max():.1e} |"
+                )
             print(
                 f"| {seconds:.0f} s | {clips} | {tower[False]} | {tower[True]} | {walls[False]:.1f} | "
                 f"{walls[True]:.1f} | {cpus[False]:.1f} | {cpus[True]:.1f} | {clips / walls[False]:.2f} | "
@@ -87,6 +110,14 @@ def bench_ingest(args: argparse.Namespace) -> None:
                 f"{cpus[False] / cpus[True]:.2f}x | "
                 f"{mats[False] == mats[True]} |"
             )
+    if onnx_rows:
+        print("\nThe shared path with the image tower on ONNX Runtime (frame_encoder=onnx-fp32):\n")
+        print(
+            "| video | clips | wall s torch | onnx | CPU s torch | onnx | clips/s onnx | speed-up (wall) "
+            "| speed-up (CPU) | CPU vs per-clip torch | max abs diff of stored rows |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(onnx_rows))
 
 
 QUERIES = [
@@ -190,6 +221,7 @@ def main() -> None:
     ing.add_argument("--config", default="t2v-vit-b-32")
     ing.add_argument("--threads", type=int, default=2)
     ing.add_argument("--batch", type=int, default=32)
+    ing.add_argument("--onnx-frames", default=None, help="also the image tower on ONNX Runtime (graph dir)")
     qry = sub.add_parser("query")
     qry.add_argument("--config", default="t2v-vit-b-32")
     qry.add_argument("--threads", type=int, default=1)

@@ -40,6 +40,8 @@ log = logging.getLogger("t2v.model")
 
 FORMAT = 1  # bump when the graph's inputs/outputs or the export change
 PROBE_IMAGES = 4  # images of the load-time check against torch
+MAX_IMAGES = 1024  # upper bound of the exported (dynamic) batch dimension
+CALL_IMAGES = 256  # images per graph run: larger calls are cut into chunks
 
 
 class _FrameGraph(nn.Module):
@@ -65,10 +67,11 @@ def frame_graph_key(model: T2VParser) -> str:
 
 
 def export_frame_graph(model: T2VParser, path: Path) -> Path:
-    """Write the image tower as ONNX at `path` (dynamic batch), folded and with every linear layer a
-    MatMul with a constant weight, as the query graph (`onnx_text.prepare_graph`)."""
+    """Write the image tower as ONNX at `path` (dynamic batch up to MAX_IMAGES), folded and with every
+    linear layer a MatMul with a constant weight, as the query graph (`onnx_text.prepare_graph`).
+    Raises RuntimeError when the export came out with a fixed batch."""
     size = model.backbone.preprocess.size
-    batch = torch.export.Dim("batch", min=1, max=4096)
+    batch = torch.export.Dim("batch", min=1, max=MAX_IMAGES)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
         raw = Path(tmp) / "raw.onnx"
@@ -86,7 +89,16 @@ def export_frame_graph(model: T2VParser, path: Path) -> Path:
                 verify=False,  # checked against torch at every load (`agrees`)
                 verbose=False,
             )
-        return prepare_graph(raw, path)
+        prepare_graph(raw, path)
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    # a forward hook or a branch on the batch size makes torch.export fix it: such a graph cannot
+    # serve a video's frames
+    if not dims[0].dim_param:
+        path.unlink()
+        raise RuntimeError(f"the image tower exported with a fixed batch of {dims[0].dim_value}")
+    return path
 
 
 class OnnxFrameEncoder:
@@ -144,4 +156,9 @@ class OnnxFrameEncoder:
     def __call__(self, frames: Tensor) -> Tensor:
         """(N, 3, S, S) preprocessed frames -> (N, D) float32 tower vectors."""
         x = np.ascontiguousarray(frames.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {"frames": x})[0])
+        starts = range(0, len(x), CALL_IMAGES)
+        parts = [self.session.run(None, {"frames": x[i : i + CALL_IMAGES]})[0] for i in starts]  # (<=256, D)
+        return torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0, self._dim())
+
+    def _dim(self) -> int:
+        return int(self.session.get_outputs()[0].shape[-1])
