@@ -31,26 +31,17 @@ from model import T2VParser, TextSets, one_query_scores, partial_alignment_score
 FILTER_EXACT_MAX_CLIPS = 20_000
 # Clips gathered per rerank block: bounds the float16 copy in memory.
 RERANK_BLOCK = 4096
-# FAISS hits per query vector when not given (`hits_per_vector`). Token-level first stages need
-# 128 to keep the exact top-10 on 4.5k trained demo clips (recall 0.996 vs 0.977 at 64) and rerank
-# the same few dozen clips either way on clustered ViT-B/32 stores. A pooled index finds the exact
-# top-10 with 64 up to 100k clustered clips (~250 clips reranked; 128 reaches ~1,100, rerank
-# 11.5 ms), but a store of a million holds hundreds of near-duplicate clips per topic and needs
-# 128 (recall 0.995 vs 0.935 at 64, 450 clips reranked) (issue 17, docs/BENCHMARKS.md).
+# FAISS hits per query vector when not given. Token-level first stages need 128 to keep the exact
+# top-10 on 4.5k trained demo clips (recall 0.996 vs 0.977 at 64) and rerank the same few dozen
+# clips either way on clustered ViT-B/32 stores. A pooled index needs 128 on a store of a million
+# clips, whose topics hold hundreds of near-duplicates (recall 0.995 vs 0.935 at 64), and keeps
+# more of the exact top-10 on trained embeddings (issue 17, docs/BENCHMARKS.md).
 HITS_PER_VECTOR = 128
-POOLED_HITS_PER_VECTOR = 64
-POOLED_DENSE_CLIPS = 1 << 17  # pooled lists trained on this many clips or more: HITS_PER_VECTOR
 # Clips reranked at most when not given: token-level hits name few clips (the cap is for safety);
-# a pooled index keeps the 512 clips with the best first-stage similarity.
+# a pooled index's hits reach ~1,100 clips at 52k-100k clustered clips, of which the 512 with the
+# best first-stage similarity keep recall 1.000 (rerank ~5 ms instead of 11.5).
 TOKEN_MAX_CANDIDATES = 4096
 POOLED_MAX_CANDIDATES = 512
-
-
-def hits_per_vector(spec: vi.IndexSpec) -> int:
-    """FAISS hits per query vector for a store whose index is `spec` (see HITS_PER_VECTOR)."""
-    if vi.is_pooled(spec) and spec.trained_clips < POOLED_DENSE_CLIPS:
-        return POOLED_HITS_PER_VECTOR
-    return HITS_PER_VECTOR
 
 
 @dataclass(frozen=True)
@@ -104,7 +95,7 @@ class QueryEncoder(Protocol):
 class Searcher:
     """Query encoding + two-stage search over one Store.
 
-    candidates_per_vector: FAISS hits per query vector (stage 1; None: `hits_per_vector`);
+    candidates_per_vector: FAISS hits per query vector (stage 1; None: HITS_PER_VECTOR);
     max_candidates caps the union (the clips with the best single-vector similarity are kept; None:
     4096 for a token-level index, 512 for a pooled one, looked up per query since a growing store
     changes its index);
@@ -146,7 +137,7 @@ class Searcher:
         if pooled:
             # a global (one vector per clip) index: the pooled query joins the per-row probes
             vecs = np.concatenate([vecs, vi.pool(vecs[None])], axis=0)  # (m + 1, D)
-        k = self.candidates_per_vector or hits_per_vector(spec)
+        k = self.candidates_per_vector or HITS_PER_VECTOR
         cap = self.max_candidates or (POOLED_MAX_CANDIDATES if pooled else TOKEN_MAX_CANDIDATES)
         scores, ids2 = self.store.candidates(vecs, k, self.faiss_threads)  # (m, k)
         flat_ids, flat_scores = ids2.ravel(), scores.ravel()

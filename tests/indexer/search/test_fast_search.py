@@ -127,14 +127,9 @@ def test_token_level_ivf_first_stage_finds_the_exact_top(tmp_path: Path, kind: s
         assert again.index_spec.type == kind and again.verify().ok
 
 
-def test_default_hits_and_reranked_clips_follow_the_index(tmp_path: Path) -> None:
-    from indexer.search.searcher import POOLED_MAX_CANDIDATES, hits_per_vector
+def test_a_pooled_index_reranks_its_best_512_clips(tmp_path: Path) -> None:
+    from indexer.search.searcher import POOLED_MAX_CANDIDATES
 
-    # token-level: 128 hits per query vector; pooled: 64, and 128 once its lists were trained on a
-    # store of 2^17 clips or more (near-duplicates crowd each topic: recall 0.935 at 64 on 1M clips)
-    assert hits_per_vector(vi.choose_spec(4_000, 20, 512)) == 128
-    assert hits_per_vector(vi.choose_spec(100_000, 20, 512)) == 64
-    assert hits_per_vector(vi.choose_spec(370_000, 20, 512)) == 128
     # a pooled store reranks at most POOLED_MAX_CANDIDATES clips: those with the best first-stage
     # similarity (here every one of 600 clips is a hit)
     store, _ = _store(tmp_path / "s", 600, "global")
