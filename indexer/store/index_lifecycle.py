@@ -24,6 +24,11 @@ from indexer.store.records import StoreError
 from indexer.store.segments import CHUNK
 
 
+def _spec_of(manifest: dict[str, Any]) -> vi.IndexSpec:
+    """The manifest's index, searched with today's probe count (`vi.with_current_probes`)."""
+    return vi.with_current_probes(vi.IndexSpec.from_dict(manifest["index"]))
+
+
 def _training_size(spec: vi.IndexSpec) -> int:
     # token-level IVF-PQ / IVF-SQ8 have ~4 sqrt(rows) lists over 20x the rows of the pooled IVF:
     # 16 rows a list keeps their k-means (D=512) at seconds to a few minutes
@@ -74,13 +79,13 @@ class IndexLifecycle:
         except StoreError:
             return False  # unreadable for a moment (a reindex swapping directories): keep ours
         newer = float(disk.get("updated_at", 0)) > float(self.manifest.get("updated_at", 0))
-        return newer and vi.IndexSpec.from_dict(disk["index"]) != self.spec
+        return newer and _spec_of(disk) != self.spec
 
     def load(self, generation: int, clips: Clips) -> None:
         """The saved index of `generation`, or a fresh empty one when it is missing, torn or not
         of the manifest's type (the caller's catch-up then fills it)."""
         self.manifest = layout.read_manifest(self.root)
-        self.spec = vi.IndexSpec.from_dict(self.manifest["index"])
+        self.spec = _spec_of(self.manifest)
         self.generation = generation
         path = layout.index_path(self.root, generation)
         index = None

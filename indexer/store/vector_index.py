@@ -8,7 +8,7 @@ truth, so the index can always be rebuilt (or caught up) from them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,25 @@ def _row_lists(rows: int) -> int:
     return int(min(16384, 4 * math.sqrt(max(rows, 1)), max(16, rows // 39)))
 
 
+def probes(kind: str, nlist: int) -> int:
+    """Lists an IVF index of `kind` with `nlist` lists visits per query vector (see choose_spec)."""
+    if kind == "ivf-sq8":
+        return min(nlist, max(32, nlist // 64))
+    if kind == "global-ivf":
+        return min(nlist, max(8, nlist // 128))
+    if kind == "ivf-pq":
+        return min(nlist, max(8, nlist // 32))
+    return min(nlist, max(8, nlist // 8))  # float32 every-row "ivf"
+
+
+def with_current_probes(spec: IndexSpec) -> IndexSpec:
+    """`spec` searched with today's probe count for its lists: the count is a search setting, so a
+    store indexed before the rule changed takes it when loaded, without a rebuild."""
+    if spec.type not in IVF_TYPES or spec.nlist <= 0:
+        return spec
+    return replace(spec, nprobe=probes(spec.type, spec.nlist))
+
+
 def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = None) -> IndexSpec:
     """The index for `clips` clips of `vectors_per_clip` rows: `kind`, or `auto_kind` by size."""
     kind = kind or auto_kind(clips, vectors_per_clip, dim)
@@ -100,14 +119,14 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
         # float32, and stage 1 only proposes candidates the exact rerank then scores. 1/128 of the
         # lists: on clustered ViT-B/32 stores of 52k-1M clips the same recall as 1/32 (1.000 at
         # 52k/100k, 0.995 at 1M with 128 hits per query vector) at a third of the scan (1M: 8 vs 25 ms)
-        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 128), trained_clips=clips, codec="sq8")
+        return IndexSpec(kind, nlist=nlist, nprobe=probes(kind, nlist), trained_clips=clips, codec="sq8")
     if kind == "hnsw":
         return IndexSpec("hnsw", hnsw_m=32, ef_search=128)
     rows = clips * vectors_per_clip
     if kind == "ivf-pq":
         # 1/32 of the row lists probed (pinned only: see auto_kind)
         nlist = _row_lists(rows)
-        return IndexSpec(kind, nlist=nlist, nprobe=max(8, nlist // 32), trained_clips=clips, codec="pq4")
+        return IndexSpec(kind, nlist=nlist, nprobe=probes(kind, nlist), trained_clips=clips, codec="pq4")
     if kind == "ivf-sq8":
         # the same lists with 8-bit codes, which order near-duplicate trained rows (recall 0.996 on
         # the demo model, 4-bit PQ 0.756). At least 32 lists probed: in a small store a topic's rows
@@ -117,11 +136,10 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
         # the pooled index (6.0 ms); 32 probes there: 5.7 ms at the same recall (1.000 clustered;
         # 1/64 of the lists kept 0.994 of the top-10 on 4.5k trained demo clips, 1/32 0.996)
         nlist = _row_lists(rows)
-        nprobe = min(nlist, max(32, nlist // 64))
-        return IndexSpec(kind, nlist=nlist, nprobe=nprobe, trained_clips=clips, codec="sq8")
+        return IndexSpec(kind, nlist=nlist, nprobe=probes(kind, nlist), trained_clips=clips, codec="sq8")
     # ~4 sqrt(n) lists over every row, capped so training stays cheap; 1/8 of the lists probed
     nlist = int(min(4096, max(16, 4 * math.sqrt(max(rows, 1)))))
-    return IndexSpec("ivf", nlist=nlist, nprobe=max(8, nlist // 8), trained_clips=clips)
+    return IndexSpec("ivf", nlist=nlist, nprobe=probes("ivf", nlist), trained_clips=clips)
 
 
 def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int) -> bool:

@@ -182,6 +182,9 @@ def add(
     store = open_store(index_dir, model, create=True, checkpoint=ckpt)
     try:
         if ray or ray_address is not None:
+            if settings.frame_encoder != "torch":
+                note = f"note: Ray workers encode frames with torch ({settings.frame_encoder} is not used)"
+                typer.echo(note, err=True)
             results, secs = _run_ray_ingest(store, model, items, settings, ray_address, ckpt, quiet)
         else:
             results, secs = _run_ingest(store, model, items, settings, quiet)

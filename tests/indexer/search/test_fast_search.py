@@ -127,6 +127,29 @@ def test_token_level_ivf_first_stage_finds_the_exact_top(tmp_path: Path, kind: s
         assert again.index_spec.type == kind and again.verify().ok
 
 
+@pytest.mark.parametrize("kind", ["ivf-sq8", "global-ivf"])
+def test_a_store_indexed_under_older_probe_rules_searches_with_todays(tmp_path: Path, kind: str) -> None:
+    import faiss
+
+    from indexer.store import layout
+
+    store, mats = _store(tmp_path / "s", 600, "global")
+    spec = store.rebuild_index(kind)
+    store.close()
+    # the manifest as an older version wrote it: another probe count for the same lists
+    manifest = layout.read_manifest(tmp_path / "s")
+    manifest["index"]["nprobe"] = 3
+    layout.write_manifest(tmp_path / "s", manifest)
+    with Store.open(tmp_path / "s") as again:
+        want = vi.probes(kind, spec["nlist"])
+        assert want != 3 and again.index_spec.nprobe == want
+        assert again.index_spec.nlist == spec["nlist"]  # the same lists: nothing was rebuilt
+        assert faiss.extract_index_ivf(again._faiss.index).nprobe == want  # what FAISS searches with
+        q = unit(mats[5][:3])
+        text = TextSets(vectors=torch.from_numpy(q)[None].float(), mask=torch.ones(1, 3, dtype=torch.bool))
+        assert Searcher(again).search(text, top_k=1).moments[0].clip_id == 6
+
+
 def test_a_pooled_index_reranks_its_best_512_clips(tmp_path: Path) -> None:
     from indexer.search.searcher import POOLED_MAX_CANDIDATES
 
