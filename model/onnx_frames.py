@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,13 +29,13 @@ from torch import Tensor, nn
 
 from .checkpoint import state_hash
 from .fileio import atomic_path
+from .onnx_cache import cpu_session, load_checked
 from .onnx_text import prepare_graph
 from .t2vparser import T2VParser
 
 if TYPE_CHECKING:
     import onnxruntime
 
-log = logging.getLogger("t2v.model")
 
 FORMAT = 1  # bump when the graph's inputs/outputs or the export change
 PROBE_IMAGES = 4  # images of the load-time check against torch
@@ -113,33 +112,14 @@ class OnnxFrameEncoder:
         """Load the cached graph of this model's image tower, exporting it first when there is none.
         A cached file that does not load or does not reproduce the tower (`agrees`) is exported
         again; a fresh export that does not reproduce it raises RuntimeError."""
-        import onnxruntime as ort
-
         path = Path(cache_dir) / f"frames-{frame_graph_key(model)}.onnx"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-
-        def load() -> OnnxFrameEncoder:
-            return cls(model, ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]))
-
-        if path.exists():
-            try:
-                cached = load()
-                if cached.agrees():
-                    return cached
-                reason = "its vectors differ from the model's"
-            except Exception as e:  # noqa: BLE001 - a damaged cache file is exported again below
-                reason = str(e)
-            log.warning("cached frame graph %s is unusable (%s): exporting it again", path, reason)
-            path.unlink(missing_ok=True)
-        log.info("exporting the image tower to %s (once per model)", path)
-        export_frame_graph(model, path)
-        fresh = load()
-        if not fresh.agrees():
-            raise RuntimeError(f"the exported frame graph {path} does not reproduce the model's image tower")
-        return fresh
+        return load_checked(
+            path,
+            lambda: cls(model, cpu_session(path, threads)),
+            OnnxFrameEncoder.agrees,
+            lambda: export_frame_graph(model, path),
+            "frame graph",
+        )
 
     def agrees(self) -> bool:
         """Do this graph's vectors for seeded probe frames match the torch tower's (shape, cosine)?"""

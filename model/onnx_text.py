@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,13 +27,13 @@ from torch import Tensor, nn
 
 from .checkpoint import state_hash
 from .fileio import atomic_path
+from .onnx_cache import cpu_session, load_checked
 from .onnx_graph import linear_weights_as_matmuls
 from .t2vparser import T2VParser, TextSets
 
 if TYPE_CHECKING:
     import onnxruntime
 
-log = logging.getLogger("t2v.model")
 
 Precision = Literal["fp32", "int8"]
 FORMAT = 2  # bump when the graph's inputs/outputs or the export change
@@ -170,41 +169,24 @@ class OnnxTextEncoder:
         """Load the cached graph of this model, exporting it first when there is none. A cached
         file that does not load or does not reproduce the model's rows (`agrees`) is exported
         again; a fresh export that does not reproduce them raises RuntimeError."""
-        import onnxruntime as ort
-
         key = graph_key(model)
         fp32 = Path(cache_dir) / f"query-{key}-fp32.onnx"
         path = Path(cache_dir) / f"query-{key}-{precision}.onnx"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
 
-        def load() -> OnnxTextEncoder:
-            return cls(
-                model, ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]), precision
-            )
+        def export() -> None:
+            if not fp32.exists():
+                export_query_graph(model, fp32)
+            if precision == "int8":
+                quantize_graph(fp32, path)
 
-        if path.exists():
-            try:
-                cached = load()
-                if cached.agrees():
-                    return cached
-                reason = "its rows differ from the model's"
-            except Exception as e:  # noqa: BLE001 - a damaged cache file is exported again below
-                reason = str(e)
-            log.warning("cached query graph %s is unusable (%s): exporting it again", path, reason)
-            for stale in {path, fp32}:
-                stale.unlink(missing_ok=True)
-        log.info("exporting the query encoder to %s (once per model)", path)
-        if not fp32.exists():
-            export_query_graph(model, fp32)
-        if precision == "int8":
-            quantize_graph(fp32, path)
-        fresh = load()
-        if not fresh.agrees():
-            raise RuntimeError(f"the exported query graph {path} does not reproduce the model's query rows")
-        return fresh
+        return load_checked(
+            path,
+            lambda: cls(model, cpu_session(path, threads), precision),
+            OnnxTextEncoder.agrees,
+            export,
+            "query graph",
+            stale=(fp32,),
+        )
 
     def agrees(self) -> bool:
         """Do this graph's rows for a probe query match the torch model's (shape and cosine)? Catches
