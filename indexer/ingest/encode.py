@@ -48,7 +48,9 @@ def frame_tower(model: T2VParser, settings: IndexerSettings, threads: int) -> Fr
     from model.onnx_frames import OnnxFrameEncoder
 
     try:
-        return OnnxFrameEncoder.for_model(model, settings.frame_graphs, threads=threads)
+        tower = OnnxFrameEncoder.for_model(model, settings.frame_graphs, threads=threads)
+        log.info("frame encoder: %s (%d threads)", settings.frame_encoder, threads)
+        return tower
     except Exception as e:  # noqa: BLE001 - any export/runtime failure: torch still encodes
         log.warning(
             "frame_encoder %s unavailable (%s): frames are encoded with torch", settings.frame_encoder, e

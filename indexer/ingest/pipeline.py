@@ -93,7 +93,7 @@ class Ingestor:
         # the image tower once per distinct frame (clips built from cached frame vectors); False:
         # once per clip frame, as before (same stored bytes, kept for the benchmark's baseline)
         self.share_frames = share_frames
-        self.tower = tower  # the image tower on a CPU when not torch's (settings.frame_encoder)
+        self.tower = tower  # the shared path's image tower when not torch's (settings.frame_encoder)
 
     @classmethod
     def from_settings(
