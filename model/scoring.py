@@ -130,37 +130,23 @@ def one_query_scores(text: Tensor, videos: Tensor, tau: float = 100.0, block: in
     text: (n_t, D) valid rows only; videos: (N, n_v, D), float16 allowed. The serving fast path:
     one GEMM of the query rows against every gathered video row per block (no (Q, N, ...) batch
     dims, no padding masks), the same value as `partial_alignment_scores` up to rounding.
-    block: clips per block (None: CPU_RERANK_BLOCK on a CPU, 2048 on an accelerator).
+    block: clips per block (None: CPU_RERANK_BLOCK on a CPU, 2048 on an accelerator). On a CPU in
+    float32 the blocks are converted into one reused buffer.
     """
-    if text.device.type == "cpu" and text.dtype == torch.float32:
-        return _one_query_scores_cpu(text, videos, tau, block or CPU_RERANK_BLOCK)
     n, n_v, d = videos.shape
-    block = block or 2048
-    out = []
+    cpu = text.device.type == "cpu" and text.dtype == torch.float32
+    block = block or (CPU_RERANK_BLOCK if cpu else 2048)
+    out = torch.empty(n, dtype=text.dtype, device=text.device)
+    buf = torch.empty(min(block, n) * n_v, d) if cpu else None  # (block * n_v, D) fp32, reused
     for start in range(0, n, block):
-        rows = videos[start : start + block].reshape(-1, d).to(device=text.device, dtype=text.dtype)
-        sim = (rows @ text.T).view(-1, n_v, text.shape[0])  # (c, n_v, n_t)
-        logits = sim * tau
-        a = (torch.softmax(logits, dim=1) * sim).sum(1)  # (c, n_t): each text row picks video rows
-        b = (torch.softmax(logits, dim=2) * sim).sum(2)  # (c, n_v): each video row picks text rows
-        t2v = (torch.softmax(a * tau, dim=1) * a).sum(1)  # (c,)
-        v2t = (torch.softmax(b * tau, dim=1) * b).sum(1)  # (c,)
-        out.append((t2v + v2t) / 2)
-    if not out:
-        return text.new_zeros((0,))
-    return torch.cat(out)
-
-
-def _one_query_scores_cpu(text: Tensor, videos: Tensor, tau: float, block: int) -> Tensor:
-    """`one_query_scores` on a CPU: small blocks converted into one reused fp32 buffer."""
-    n, n_v, d = videos.shape
-    out = torch.empty(n, dtype=torch.float32)
-    buf = torch.empty(min(block, n) * n_v, d)  # (block * n_v, D) fp32, reused by every block
-    for start in range(0, n, block):
-        c = min(block, n - start)
-        rows = buf[: c * n_v]
-        rows.copy_(videos[start : start + c].reshape(-1, d))  # float16 -> float32 in place
-        # query rows on the left: 1.35x faster than rows @ text.T with MKL on that CPU
+        chunk = videos[start : start + block]
+        c = len(chunk)
+        if buf is not None:
+            rows = buf[: c * n_v]
+            rows.copy_(chunk.reshape(-1, d))  # float16 -> float32 in place
+        else:
+            rows = chunk.reshape(-1, d).to(device=text.device, dtype=text.dtype)
+        # query rows on the left: 1.35x faster than rows @ text.T with MKL on the EPYC test box
         sim = torch.mm(text, rows.T).view(-1, c, n_v)  # (n_t, c, n_v)
         logits = sim * tau
         a = (torch.softmax(logits, dim=2) * sim).sum(2)  # (n_t, c): each text row picks video rows
