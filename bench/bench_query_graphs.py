@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_fast import QUERIES, time_interleaved, top10  # noqa: E402
 from model import T2VParser, create_model, get_config  # noqa: E402
-from model.onnx_text import OnnxTextEncoder, export_raw_graph, graph_key, prepare_graph, quantize_graph  # noqa: E402
+from model.onnx_graph import prepare_graph  # noqa: E402
+from model.onnx_text import OnnxTextEncoder, export_raw_graph, graph_key, quantize_graph  # noqa: E402
 
 
 def _weights(path: Path, wide_only: bool) -> list[str]:

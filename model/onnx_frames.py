@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checkpoint import state_hash
-from .fileio import atomic_path
 from .onnx_cache import cpu_session, load_checked
-from .onnx_text import prepare_graph
+from .onnx_graph import export_raw, prepare_graph
 from .t2vparser import T2VParser
 
 if TYPE_CHECKING:
@@ -67,27 +66,14 @@ def frame_graph_key(model: T2VParser) -> str:
 
 def export_frame_graph(model: T2VParser, path: Path) -> Path:
     """Write the image tower as ONNX at `path` (dynamic batch up to MAX_IMAGES), folded and with every
-    linear layer a MatMul with a constant weight, as the query graph (`onnx_text.prepare_graph`).
+    linear layer a MatMul with a constant weight, as the query graph (`onnx_graph.prepare_graph`).
     Raises RuntimeError when the export came out with a fixed batch."""
     size = model.backbone.preprocess.size
     batch = torch.export.Dim("batch", min=1, max=MAX_IMAGES)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        with torch.no_grad(), atomic_path(raw) as out:
-            torch.onnx.export(
-                _FrameGraph(model).eval().cpu(),
-                (torch.zeros(2, 3, size, size),),
-                str(out),
-                input_names=["frames"],
-                output_names=["features"],
-                dynamic_shapes={"frames": {0: batch}},
-                dynamo=True,
-                external_data=False,
-                optimize=False,  # folded by ONNX Runtime in prepare_graph
-                verify=False,  # checked against torch at every load (`agrees`)
-                verbose=False,
-            )
+        raw = export_raw(_FrameGraph(model), torch.zeros(2, 3, size, size), Path(tmp) / "raw.onnx",
+                         "frames", "features", {0: batch})  # fmt: skip
         prepare_graph(raw, path)
     import onnx
 

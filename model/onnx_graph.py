@@ -1,4 +1,7 @@
-"""Rewrites of an exported ONNX graph so that every linear layer's weight is a MatMul constant.
+"""Exporting a torch module to ONNX and preparing the graph ONNX Runtime serves (query and frames).
+
+`export_raw` writes the torch export with one dynamic dimension; `prepare_graph` constant-folds it
+and rewrites it so that every linear layer's weight is a MatMul constant.
 
 Weight-only quantisers (`MatMulNBits`, `quantize_dynamic`) only touch a MatMul whose second input
 is an initializer. The torch export (after ONNX Runtime's constant folding) leaves two other shapes:
@@ -9,9 +12,60 @@ folded here into plain `MatMul` (+ `Add` for the bias) with constant weights; va
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import onnx
+import torch
 from onnx import helper, numpy_helper
+from torch import Tensor, nn
+
+from .fileio import atomic_path
+
+
+def export_raw(
+    module: nn.Module, example: Tensor, path: Path, input_name: str, output_name: str, dims: dict[int, object]
+) -> Path:
+    """The torch export of `module(example)` as it comes (`dims`: the input's dynamic dimensions,
+    torch.export.Dim by axis), not yet folded or rewritten."""
+    with torch.no_grad(), atomic_path(path) as out:
+        torch.onnx.export(
+            module.eval().cpu(),
+            (example,),
+            str(out),
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes={input_name: dims},
+            dynamo=True,
+            external_data=False,
+            optimize=False,  # folded by ONNX Runtime in prepare_graph; exporting is 3x faster
+            verify=False,  # checked against torch when loaded (`onnx_cache.load_checked`)
+            verbose=False,
+        )
+    return path
+
+
+def _fold_constants(src: Path, dst: Path) -> None:
+    """ONNX Runtime's basic optimisation (constant folding) of `src`, saved at `dst`."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(dst)
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+
+
+def prepare_graph(raw: Path, path: Path) -> Path:
+    """Constant-fold `raw` and turn every linear layer into a MatMul with a constant weight."""
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".fold-") as tmp:
+        folded = Path(tmp) / "folded.onnx"
+        _fold_constants(raw, folded)
+        proto, _ = linear_weights_as_matmuls(onnx.load(str(folded)))
+    with atomic_path(path) as out:
+        onnx.save(proto, str(out))
+    return path
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, object]:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from .checkpoint import state_hash
 from .fileio import atomic_path
 from .onnx_cache import cpu_session, load_checked
-from .onnx_graph import linear_weights_as_matmuls
+from .onnx_graph import export_raw, prepare_graph
 from .t2vparser import T2VParser, TextSets
 
 if TYPE_CHECKING:
@@ -81,52 +81,14 @@ def graph_key(model: T2VParser) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _fold_constants(src: Path, dst: Path) -> None:
-    """ONNX Runtime's basic optimisation (constant folding) of `src`, saved at `dst`."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.optimized_model_filepath = str(dst)
-    opts.log_severity_level = 3
-    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
-
-
 def export_raw_graph(model: T2VParser, path: Path) -> Path:
     """The torch export as it comes (dynamic sequence length), not yet folded or rewritten."""
-    graph = _QueryGraph(model).eval().cpu()
+    graph = _QueryGraph(model)  # export_raw puts it in eval mode on the CPU
     context = int(model.backbone.text_tower.positional_embedding.shape[0])
     ids = model.tokenize(["a query to trace the graph with"])
     example = ids[:, : int(_eot_positions(model, ids)[0]) + 1]  # (1, n)
     n = torch.export.Dim("n", min=2, max=context)
-    with torch.no_grad(), atomic_path(path) as out:
-        torch.onnx.export(
-            graph,
-            (example,),
-            str(out),
-            input_names=["ids"],
-            output_names=["rows"],
-            dynamic_shapes={"ids": {1: n}},
-            dynamo=True,
-            external_data=False,
-            optimize=False,  # folded by ONNX Runtime afterwards; exporting is 3x faster
-            verify=False,  # checked against torch by the tests and the benchmark instead
-            verbose=False,
-        )
-    return path
-
-
-def prepare_graph(raw: Path, path: Path) -> Path:
-    """Constant-fold `raw` and turn every linear layer into a MatMul with a constant weight."""
-    import onnx
-
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".fold-") as tmp:
-        folded = Path(tmp) / "folded.onnx"
-        _fold_constants(raw, folded)
-        proto, _ = linear_weights_as_matmuls(onnx.load(str(folded)))
-    with atomic_path(path) as out:
-        onnx.save(proto, str(out))
-    return path
+    return export_raw(graph, example, path, "ids", "rows", {1: n})
 
 
 def export_query_graph(model: T2VParser, path: Path) -> Path:
