@@ -132,8 +132,7 @@ class Searcher:
             if len(ids) <= FILTER_EXACT_MAX_CLIPS:
                 return ids
         vecs = text.vectors[0][text.mask[0]].float().cpu().numpy()  # (m, D)
-        spec = self.store.index_spec
-        pooled = vi.is_pooled(spec)
+        pooled = vi.is_pooled(self.store.index_spec)
         if pooled:
             # a global (one vector per clip) index: the pooled query joins the per-row probes
             vecs = np.concatenate([vecs, vi.pool(vecs[None])], axis=0)  # (m + 1, D)
