@@ -1,7 +1,8 @@
 """HTTP search latency of the running service (a real uvicorn process) on this machine.
 
     python bench/bench_service.py [--clips 10000] [--queries 100] [--config NAME --no-demo]
-                                  [--encoders onnx-fp32 torch] [--graph-dir var/onnx-graphs]
+                                  [--encoders onnx-fp32 torch] [--query-threads 1 2] [--clients 2]
+                                  [--graph-dir var/onnx-graphs]
 
 Two stores: the demo library (rendered + indexed like `t2v demo`) and a store of `--clips` clips
 of random unit vectors written through the store API. For each, p50/p95 of POST /v1/search over
@@ -9,6 +10,8 @@ HTTP (one server per query encoder in `--encoders`), against the same searches r
 HTTP, torch encoder) in this run as the baseline, and the exhaustive exact scoring of every clip as
 the reference the two-stage search replaces. `--config` (e.g. t2v-vit-b-32) serves that config with
 random weights (nothing is downloaded) for the random store instead of the demo model.
+`--query-threads`: one server per T2V_QUERY_THREADS value (ONNX encoders); `--clients K`: also the
+searches/s and latency of each server with K clients sending at once (the thread trade-off).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +108,7 @@ def serve(settings: ServiceSettings) -> tuple[subprocess.Popen[bytes], str]:
     env["T2V_MODEL__CONFIG"] = settings.model.config
     env["T2V_QUERY_ENCODER"] = settings.query_encoder
     env["T2V_QUERY_GRAPH_DIR"] = str(settings.query_graphs)
+    env["T2V_QUERY_THREADS"] = str(settings.query_threads)
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--port", str(port)]
     cmd += ["--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
@@ -120,10 +125,39 @@ def serve(settings: ServiceSettings) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("server did not become ready")
 
 
+def concurrent(url: str, qs: list[str], clients: int) -> tuple[float, list[float]]:
+    """Searches/s and per-request ms with `clients` clients sending `qs` at once, each its next
+    query as soon as its last answer came."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = iter(qs)
+    lock = threading.Lock()
+    took: list[float] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while True:
+                with lock:
+                    q = next(todo, None)
+                if q is None:
+                    return
+                t = time.perf_counter()
+                c.post("/v1/search", json={"query": q, "top_k": 10}).raise_for_status()
+                with lock:
+                    took.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for f in [pool.submit(client) for _ in range(clients)]:
+            f.result()
+    return len(qs) / (time.perf_counter() - t0), took
+
+
 def measure(
-    name: str, settings: ServiceSettings, qs: list[str], encoders: list[str]
+    name: str, settings: ServiceSettings, qs: list[str], encoders: list[str], threads: list[int], clients: int
 ) -> tuple[list[str], list[str]]:
-    """Table rows, and per encoder where the server's time went."""
+    """Table rows, and per encoder where the server's time went (and its throughput with `clients`
+    concurrent clients, when more than 1)."""
     model = _build_model(settings, text_only=True)
     with Store.open(settings.index_dir) as store:
         clips = store.stats().clips
@@ -134,8 +168,10 @@ def measure(
         )
     runs: list[tuple[str, list[float]]] = []
     where: list[str] = []  # per encoder: the server's own stage timings, medians over the queries
-    for encoder in encoders:
-        proc, url = serve(settings.model_copy(update={"query_encoder": encoder}))
+    servers = [(e, t) for e in encoders for t in (threads if e != "torch" else [0])]
+    for encoder, n_threads in servers:
+        label = f"{encoder} encoder" + (f", T2V_QUERY_THREADS={n_threads}" if n_threads else "")
+        proc, url = serve(settings.model_copy(update={"query_encoder": encoder, "query_threads": n_threads}))
         stages: dict[str, list[float]] = {}
         try:
             with httpx.Client(base_url=url, timeout=60) as c:
@@ -147,13 +183,20 @@ def measure(
                     for k, v in {**body["stages_ms"], "took_ms": body["took_ms"]}.items():
                         stages.setdefault(k, []).append(float(v))
 
-                runs.append((f"HTTP POST /v1/search, {encoder} encoder", timed(http, qs)))
+                runs.append((f"HTTP POST /v1/search, {label}", timed(http, qs)))
+            if clients > 1:
+                qps, took = concurrent(url, qs, clients)
+                where.append(
+                    f"{name}, {label}: {clients} concurrent clients: {qps:.1f} searches/s, "
+                    f"p50 {pct(took, 50):.1f} ms, p95 {pct(took, 95):.1f} ms"
+                )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        where.append(
-            f"{name}, {encoder}: server p50 ms "
-            + ", ".join(f"{k} {pct(v, 50):.1f}" for k, v in stages.items())
+        where.insert(
+            len(where) - (clients > 1),
+            f"{name}, {label}: server p50 ms "
+            + ", ".join(f"{k} {pct(v, 50):.1f}" for k, v in stages.items()),
         )
     base50 = pct(inproc, 50)
     rows = []
@@ -173,6 +216,16 @@ def main() -> None:
     ap.add_argument("--config", default=None, help="serve this config with random weights (random store)")
     ap.add_argument("--no-demo", action="store_true", help="skip the demo-library store")
     ap.add_argument("--encoders", nargs="+", default=["onnx-fp32", "torch"], help="T2V_QUERY_ENCODER values")
+    ap.add_argument(
+        "--query-threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="T2V_QUERY_THREADS values for the ONNX encoders (0: the service's automatic choice)",
+    )
+    ap.add_argument(
+        "--clients", type=int, default=1, help="also the throughput with this many clients at once"
+    )
     ap.add_argument(
         "--graph-dir", default=None, help="exported query graphs (default: a fresh temporary one)"
     )
@@ -194,7 +247,7 @@ def main() -> None:
                 query_graph_dir=graphs,
             )
             build_demo(demo, Path(tmp, "demo/videos"), log=lambda m: None)
-            table, notes = measure("demo library", demo, qs, args.encoders)
+            table, notes = measure("demo library", demo, qs, args.encoders, args.query_threads, args.clients)
             rows, where = rows + table, where + notes
         big = ServiceSettings(
             index_dir=Path(tmp, "big/index"), var_dir=Path(tmp, "big/var"), query_graph_dir=graphs
@@ -206,7 +259,9 @@ def main() -> None:
         t = time.perf_counter()
         random_store(big, args.clips)
         print(f"wrote {args.clips} random clips through the store API in {time.perf_counter() - t:.1f}s")
-        table, notes = measure(f"{args.clips // 1000}k random clips", big, qs, args.encoders)
+        table, notes = measure(
+            f"{args.clips // 1000}k random clips", big, qs, args.encoders, args.query_threads, args.clients
+        )
         rows, where = rows + table, where + notes
     model = ServiceSettings().model if not args.config else big.model
     print(f"model: {model.checkpoint or model.config}; {os.cpu_count()} CPUs; top_k=10; sequential requests")

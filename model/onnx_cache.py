@@ -28,6 +28,10 @@ def cpu_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+    # the pool's threads spin between a run's kernels (fast hand-offs) but stop when the run ends:
+    # left spinning they took the other core from the rest of a search (HTTP p50 at 1k ViT-B/32
+    # clips, 2 threads: 28.3 ms spinning, 24.4 ms stopped; issue 17, docs/BENCHMARKS.md)
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

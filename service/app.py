@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from .engine import Engine
 from .errors import install_error_handlers
 from .header_limit import HeaderLimitMiddleware
-from .metrics import Metrics
+from .metrics import Metrics, timed_requests
 from .openapi import document_contract
 from .routes import ingest, ops, search, videos
 from .settings import ServiceSettings
@@ -57,7 +57,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(timed_requests, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -291,14 +291,17 @@ def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
         from model.onnx_text import OnnxTextEncoder, Precision
 
         precision: Precision = "int8" if settings.query_encoder == "onnx-int8" else "fp32"
-        threads = settings.torch_threads or torch.get_num_threads()
+        threads = settings.encoder_threads
         try:
             encoder = OnnxTextEncoder.for_model(model, settings.query_graphs, precision, threads=threads)
         except Exception as e:  # noqa: BLE001 - any export/runtime failure: torch still answers
             log.warning(
                 "query_encoder %s unavailable (%s): queries are encoded with torch", settings.query_encoder, e
             )
-    log.info("query encoder: %s", "torch" if encoder is model else settings.query_encoder)
+    if encoder is model:
+        log.info("query encoder: torch")
+    else:
+        log.info("query encoder: %s, %d thread(s)", settings.query_encoder, settings.encoder_threads)
     with torch.no_grad():
         encoder.encode_texts(["warm up"])
     return encoder

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-_Next = Callable[[Request], Awaitable[Response]]
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -54,19 +52,38 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+def timed_requests(app: ASGIApp, metrics: Metrics) -> ASGIApp:
+    """`app` with every HTTP request timed (`metrics.request_seconds`, by route template and
+    status) until its response starts. Plain ASGI, not Starlette's `BaseHTTPMiddleware`, which runs
+    each request in a task group with memory streams (a streamed video's body passes through them
+    chunk by chunk)."""
+    histogram = metrics.request_seconds
+
+    async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
         start = time.perf_counter()
-        status = 500
+        observed = False
+
+        def observe(status: int) -> None:
+            nonlocal observed
+            if not observed:
+                observed = True
+                route = scope.get("route")  # set by the router: the template keeps labels few
+                template = getattr(route, "path", None) or "unmatched"
+                elapsed = time.perf_counter() - start
+                histogram.labels(scope["method"], template, str(status)).observe(elapsed)
+
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                observe(int(message["status"]))
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await app(scope, receive, send_timed)
         finally:
-            route = request.scope.get("route")
-            # the route template keeps the label set small (no ids in labels)
-            template = getattr(route, "path", None) or "unmatched"
-            self.request_seconds.labels(request.method, template, str(status)).observe(
-                time.perf_counter() - start
-            )
+            observe(500)  # no response started: the error handlers did not answer either
+
+    return timed

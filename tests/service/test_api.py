@@ -298,6 +298,9 @@ def test_unknown_route_and_metrics(client: httpx.Client) -> None:
     client.post("/v1/search", json={"query": "red"})
     text = client.get("/metrics").text
     assert 't2v_http_request_duration_seconds_count{method="POST",route="/v1/search",status="200"}' in text
+    # errors keep their status; a path no route matches is one label, not one per path
+    assert 'method="GET",route="/v1/jobs/{job_id}",status="404"' in text
+    assert 'method="GET",route="unmatched",status="404"' in text and "nothing-here" not in text
     for stage in ("encode", "candidates", "rerank", "total"):
         assert f't2v_search_stage_seconds_count{{stage="{stage}"}}' in text
     assert "t2v_ingest_queue_depth" in text

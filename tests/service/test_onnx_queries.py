@@ -101,7 +101,9 @@ def test_service_warms_and_searches_with_the_exported_encoder(
 ) -> None:
     graph = exported["cache"] / f"query-{graph_key(exported['model'])}-fp32.onnx"
     mtime = graph.stat().st_mtime_ns
-    srv = Server(exported["work"], exported["settings"]).start()  # ready: model loaded, encoder warmed
+    # two encoder threads (the default where 2 cores are free; the test servers run OMP_NUM_THREADS=1)
+    srv = Server(exported["work"], {**exported["settings"], "query_threads": 2})
+    srv.start("serve", "--port", str(srv.port))  # ready: model loaded, encoder warmed
     try:
         with srv.client() as client:
             job = client.post("/v1/ingest", json={"paths": [str(colour_videos[c]) for c in ("red", "blue")]})
@@ -110,8 +112,26 @@ def test_service_warms_and_searches_with_the_exported_encoder(
     finally:
         srv.stop()
     assert graph.stat().st_mtime_ns == mtime  # the cached graph was reused, not exported again
+    assert "query encoder: onnx-fp32, 2 thread(s)" in srv.log.read_text()
     assert body["stages_ms"]["encode"] > 0 and body["results"]
     _assert_torch_ranking(body, Path(exported["settings"]["index_dir"]), exported["model"], "a red box")
+
+
+@pytest.mark.parametrize(
+    ("query_threads", "omp", "cores", "want"),
+    [(0, None, 16, 2), (0, None, 1, 1), (0, "1", 16, 1), (0, "4", 16, 2), (3, "1", 16, 3)],
+)
+def test_encoder_threads_default_to_two_where_two_cores_are_free(
+    monkeypatch: pytest.MonkeyPatch, query_threads: int, omp: str | None, cores: int, want: int
+) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert ServiceSettings(query_threads=query_threads).encoder_threads == want
 
 
 def test_a_damaged_or_stale_cached_graph_is_exported_again(exported: dict, tmp_path: Path) -> None:
