@@ -66,8 +66,8 @@ class ServiceSettings(IndexerSettings):
         ge=0,
         le=64,
         description="ONNX Runtime threads of one query encoding (0 = auto: 2, or 1 on a 1-core "
-        "machine or with OMP_NUM_THREADS=1); 2 encodes a ViT-B/32 query 1.3-1.5x faster than 1 when "
-        "a core is free, ranking and rerank threads unchanged",
+        "machine or with OMP_NUM_THREADS=1); 2 encode a ViT-B/32 query 1.3-1.5x faster on an idle "
+        "machine, 1 serves more searches/s under concurrent load or beside other work",
     )
     ingest_threads: int = Field(
         0,
