@@ -20,7 +20,7 @@ import torch
 
 from indexer.ingest.pipeline import IngestItem, Ingestor, Prefetcher
 from indexer.media.video import segment_times
-from indexer.search.explain import Explanation, explain_clip, vector_contributions
+from indexer.search.explain import Explanation, clip_contributions, explain_clip
 from indexer.search.fusion import fused_search
 from indexer.search.searcher import QueryEncoder, ScoredMoment, Searcher
 from indexer.settings import resolve_device
@@ -79,7 +79,10 @@ class Library:
         self._counts: tuple[float, tuple[int, int, int]] | None = None
         self._ingest: Prefetcher | None = None  # the ingestor, decoding the next queued file ahead
         self._ingest_lock = threading.Lock()
-        self.searcher = Searcher(store, model, encoder=query_encoder(settings, model))
+        # one search's exact rerank uses as many threads as its query encoding (T2V_QUERY_THREADS)
+        self.searcher = Searcher(
+            store, model, encoder=query_encoder(settings, model), rerank_threads=settings.encoder_threads
+        )
         self._calibration: tuple[int, float | None] | None = None  # (clips then, weak_below)
         self._calibration_lock = threading.Lock()
 
@@ -91,6 +94,7 @@ class Library:
     def close(self) -> None:
         if self._ingest is not None:
             self._ingest.close()
+        self.searcher.close()
         self.store.close()
 
     def counts(self) -> tuple[int, int, int]:
@@ -171,12 +175,12 @@ class Library:
             return []
         frames = self.model.config.frames
         mats = torch.from_numpy(self.store.matrices(np.array([m.clip_id for m in moments], dtype=np.int64)))
+        with torch.no_grad():  # all moments in one batch: (C, T) frame shares -> best frame each
+            best = clip_contributions(rows, mats.to(rows.device), self.store.tau)[:, :frames].argmax(1)
         out = []
-        with torch.no_grad():
-            for m, mat in zip(moments, mats, strict=True):  # mat: (T+K, D)
-                c = vector_contributions(rows, mat.to(rows.device), self.store.tau)[:frames]  # (T,)
-                times = segment_times(m.start, m.end, frames) if m.end > m.start else [m.start] * frames
-                out.append(round(times[int(torch.argmax(c))], 3))
+        for m, i in zip(moments, best.tolist(), strict=True):
+            times = segment_times(m.start, m.end, frames) if m.end > m.start else [m.start] * frames
+            out.append(round(times[i], 3))
         return out
 
     def weak_below(self) -> float | None:

@@ -65,9 +65,9 @@ class ServiceSettings(IndexerSettings):
         0,
         ge=0,
         le=64,
-        description="ONNX Runtime threads of one query encoding (0 = auto: 2, or 1 on a 1-core "
-        "machine or with OMP_NUM_THREADS=1); 2 encode a ViT-B/32 query 1.3-1.5x faster on an idle "
-        "machine, 1 serves more searches/s under concurrent load or beside other work",
+        description="threads of one search's query encoding (ONNX Runtime) and exact rerank (0 = auto: "
+        "2, or 1 on a 1-core machine or with OMP_NUM_THREADS=1); 2 answer a ViT-B/32 search ~1.25x "
+        "sooner on an idle machine, 1 serves more searches/s under concurrent load or beside other work",
     )
     ingest_threads: int = Field(
         0,

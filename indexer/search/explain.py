@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from indexer.media.video import segment_times
-from model.scoring import score_matrix_components
 
 
 @dataclass(frozen=True)
@@ -46,14 +45,20 @@ class Explanation:
 
 def vector_contributions(text: Tensor, video: Tensor, tau: float) -> Tensor:
     """c (n_v,): each video vector's additive share of the score. text (n_t, D) valid rows only."""
-    text = text.float()
-    video = video.float()
-    parts = score_matrix_components(text, video, tau)
-    sim = parts["sim"]  # (n_t, n_v)
-    p = torch.softmax(sim * tau, dim=1)  # (n_t, n_v): how each text row spreads over video rows
-    t2v_part = (parts["w_text"][:, None] * p * sim).sum(0)  # (n_v,)
-    v2t_part = parts["w_video"] * parts["b"]  # (n_v,)
-    return (t2v_part + v2t_part) / 2
+    return clip_contributions(text, video[None], tau)[0]
+
+
+def clip_contributions(text: Tensor, videos: Tensor, tau: float) -> Tensor:
+    """c (C, n_v): each video vector's additive share of its clip's score, for C clips at once
+    (the terms of `score_matrix_components`, batched). text (n_t, D) valid rows; videos (C, n_v, D)."""
+    sim = torch.einsum("td,cvd->ctv", text.float(), videos.float())  # (C, n_t, n_v)
+    p = torch.softmax(sim * tau, dim=2)  # how each text row spreads over its clip's video rows
+    a = (p * sim).sum(2)  # (C, n_t)
+    b = (torch.softmax(sim * tau, dim=1) * sim).sum(1)  # (C, n_v)
+    w_text = torch.softmax(a * tau, dim=1)  # (C, n_t)
+    w_video = torch.softmax(b * tau, dim=1)  # (C, n_v)
+    t2v_part = (w_text[:, :, None] * p * sim).sum(1)  # (C, n_v)
+    return (t2v_part + w_video * b) / 2
 
 
 def explain_clip(

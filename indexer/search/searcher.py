@@ -15,9 +15,13 @@ A Searcher is safe to share between threads (the store serialises what needs it)
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +30,7 @@ import torch
 from indexer.store import Store
 from indexer.store import vector_index as vi
 from model import T2VParser, TextSets, one_query_scores, partial_alignment_scores
+from model.scoring import CPU_RERANK_BLOCK
 
 # Exact-scoring a video_ids filter's clips directly is cheaper than FAISS below this many clips.
 FILTER_EXACT_MAX_CLIPS = 20_000
@@ -99,7 +104,8 @@ class Searcher:
     max_candidates caps the union (the clips with the best single-vector similarity are kept; None:
     4096 for a token-level index, 512 for a pooled one, looked up per query since a growing store
     changes its index);
-    faiss_threads: OpenMP threads per FAISS call; encoder: what encodes query text (default: the model).
+    faiss_threads: OpenMP threads per FAISS call; encoder: what encodes query text (default: the model);
+    rerank_threads: threads one search's exact rerank may use on a CPU (the same scores as one).
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class Searcher:
         max_candidates: int | None = None,
         faiss_threads: int = 1,
         encoder: QueryEncoder | None = None,
+        rerank_threads: int = 1,
     ) -> None:
         self.store = store
         self.model = model
@@ -117,6 +124,9 @@ class Searcher:
         self.candidates_per_vector = candidates_per_vector
         self.max_candidates = max_candidates
         self.faiss_threads = faiss_threads
+        self.rerank_threads = max(1, rerank_threads)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------ stages
     def encode(self, query: str) -> TextSets:
@@ -154,15 +164,48 @@ class Searcher:
     def rerank(self, text: TextSets, clip_ids: np.ndarray) -> np.ndarray:
         """Stage 2: exact partial-alignment scores (C,) of one query against `clip_ids`."""
         out = np.empty(len(clip_ids), dtype=np.float32)
-        device = text.vectors.device
         rows = text.vectors[0][text.mask[0]]  # (n_t valid, D): no padding to mask in the kernel
+        # on a CPU with rerank_threads > 1: the clips split at whole kernel blocks, each part
+        # gathered and scored by its own thread (same blocks, so the same scores as one thread)
+        blocks = -(-len(clip_ids) // CPU_RERANK_BLOCK)
+        parts = max(1, min(self.rerank_threads, blocks)) if rows.device.type == "cpu" else 1
+        cuts = [CPU_RERANK_BLOCK * (blocks * i // parts) for i in range(parts)] + [len(clip_ids)]
+        (a, b), *others = itertools.pairwise(cuts)
+        helpers = []
+        for c, d in others:
+            try:
+                helpers.append(self._rerank_pool().submit(self._score, rows, clip_ids[c:d], out[c:d]))
+            except RuntimeError:  # closed meanwhile (the service stopping): score it here
+                self._score(rows, clip_ids[c:d], out[c:d])
+        self._score(rows, clip_ids[a:b], out[a:b])
+        for f in helpers:
+            f.result()
+        return out
+
+    def _score(self, rows: torch.Tensor, clip_ids: np.ndarray, out: np.ndarray) -> None:
+        """Exact scores of `clip_ids` into `out`, gathered RERANK_BLOCK clips at a time."""
         for start in range(0, len(clip_ids), RERANK_BLOCK):
             chunk = clip_ids[start : start + RERANK_BLOCK]
-            mats = torch.from_numpy(self.store.matrices(chunk)).to(device)  # (c, n_v, D) float16
+            mats = torch.from_numpy(self.store.matrices(chunk)).to(rows.device)  # (c, n_v, D) float16
             with torch.no_grad():
                 s = one_query_scores(rows, mats, tau=self.store.tau)  # (c,)
             out[start : start + len(chunk)] = s.float().cpu().numpy()
-        return out
+
+    def _rerank_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                # helpers take the starting thread's torch threads (1 in the service's workers):
+                # kernels round differently with another count, and the scores must not change
+                init = partial(torch.set_num_threads, torch.get_num_threads())
+                self._pool = ThreadPoolExecutor(self.rerank_threads - 1, "t2v-rerank", initializer=init)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the rerank helper threads (a later search starts them again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
 
     def exhaustive_scores(
         self, text: TextSets, video_ids: Sequence[int] | None = None

@@ -50,6 +50,43 @@ def test_cpu_rerank_blocks_give_the_same_scores(block: int | None) -> None:
     assert one_query_scores(text, videos[:0], tau=100.0, block=block).shape == (0,)
 
 
+@pytest.mark.parametrize("candidates", [0, 1, 64, 65, 130, 700])
+def test_a_rerank_on_several_threads_gives_the_same_scores(tmp_path: Path, candidates: int) -> None:
+    store, _ = _store(tmp_path / "s", 700, "flat")
+    g = torch.Generator().manual_seed(2)
+    rows = torch.nn.functional.normalize(torch.randn(5, DIM, generator=g), dim=-1)
+    text = TextSets(vectors=rows[None], mask=torch.ones(1, 5, dtype=torch.bool))
+    ids = np.random.default_rng(3).permutation(store.live_clip_ids())[:candidates]
+    one, three = Searcher(store), Searcher(store, rerank_threads=3)
+    try:
+        want = one.rerank(text, ids)
+        assert np.array_equal(three.rerank(text, ids), want)  # split at whole blocks: bit-identical
+        assert np.array_equal(three.rerank(text, ids), want)  # the helper threads are reused
+        ref = partial_alignment_scores(rows[None], torch.from_numpy(store.matrices(ids)), tau=100.0)[0]
+        np.testing.assert_allclose(want, ref.numpy(), atol=1e-5)
+        three.close()  # stops the helpers; a later search starts them again
+        assert np.array_equal(three.rerank(text, ids), want)
+    finally:
+        three.close()
+        store.close()
+
+
+def test_batched_contributions_match_one_clip_and_add_up_to_the_score() -> None:
+    from indexer.search.explain import clip_contributions, vector_contributions
+
+    g = torch.Generator().manual_seed(4)
+    text = torch.nn.functional.normalize(torch.randn(6, DIM, generator=g), dim=-1)
+    videos = torch.nn.functional.normalize(torch.randn(9, N_V, DIM, generator=g), dim=-1).half()
+    batched = clip_contributions(text, videos, 100.0)  # (C, n_v)
+    assert batched.shape == (9, N_V)
+    for i in range(9):
+        torch.testing.assert_close(
+            batched[i], vector_contributions(text, videos[i], 100.0), atol=1e-6, rtol=0
+        )
+    score = partial_alignment_scores(text[None], videos, tau=100.0)[0]
+    torch.testing.assert_close(batched.sum(1), score, atol=1e-5, rtol=1e-5)
+
+
 def _store(root: Path, clips: int, index_type: str) -> tuple[Store, np.ndarray]:
     ident = {"config": {"tau": 100.0}, "dim": DIM, "vectors_per_clip": N_V, "weights": "random:t"}
     store = Store.open(root, ident, create=True, index_type=index_type)
