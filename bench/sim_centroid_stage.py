@@ -35,13 +35,7 @@ from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
 from indexer.store import Store  # noqa: E402
 from indexer.store import vector_index as vi  # noqa: E402
 from model import create_model  # noqa: E402
-
-
-def approx_scores(sim: torch.Tensor, tau: float) -> torch.Tensor:
-    """(c, m, n_v) similarities -> (c,) partial-alignment scores (as `one_query_scores`)."""
-    a = (torch.softmax(sim * tau, 2) * sim).sum(2)  # (c, m)
-    b = (torch.softmax(sim * tau, 1) * sim).sum(1)  # (c, n_v)
-    return ((torch.softmax(a * tau, 1) * a).sum(1) + (torch.softmax(b * tau, 1) * b).sum(1)) / 2
+from model.scoring import alignment_terms  # noqa: E402
 
 
 def main() -> None:
@@ -102,8 +96,9 @@ def main() -> None:
                     sims = r @ centroids.T  # (m, nlist)
                     best = np.unique(np.argsort(-sims, axis=1)[:, :probes])
                     cand = np.unique(np.concatenate([lists[c] for c in best]))
-                    approx = torch.from_numpy(sims[:, codes[cand]]).permute(1, 0, 2)  # (c, m, n_v)
-                    keep = cand[np.argsort(-approx_scores(approx, store.tau).numpy(), kind="stable")[:cap]]
+                    approx = torch.from_numpy(sims[:, codes[cand]])  # (m, c, n_v) over the centroids
+                    score = alignment_terms(approx, store.tau)["score"]  # (c,)
+                    keep = cand[np.argsort(-score.numpy(), kind="stable")[:cap]]
                     ms.append((time.perf_counter() - t0) * 1e3)
                     recall.append(len(set(keep.tolist()) & e) / 10)
                     sizes.append(len(cand))

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from indexer.media.video import segment_times
+from model.scoring import alignment_terms
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,12 @@ def vector_contributions(text: Tensor, video: Tensor, tau: float) -> Tensor:
 
 
 def clip_contributions(text: Tensor, videos: Tensor, tau: float) -> Tensor:
-    """c (C, n_v): each video vector's additive share of its clip's score, for C clips at once
-    (the terms of `score_matrix_components`, batched). text (n_t, D) valid rows; videos (C, n_v, D)."""
-    sim = torch.einsum("td,cvd->ctv", text.float(), videos.float())  # (C, n_t, n_v)
-    p = torch.softmax(sim * tau, dim=2)  # how each text row spreads over its clip's video rows
-    a = (p * sim).sum(2)  # (C, n_t)
-    b = (torch.softmax(sim * tau, dim=1) * sim).sum(1)  # (C, n_v)
-    w_text = torch.softmax(a * tau, dim=1)  # (C, n_t)
-    w_video = torch.softmax(b * tau, dim=1)  # (C, n_v)
-    t2v_part = (w_text[:, :, None] * p * sim).sum(1)  # (C, n_v)
-    return (t2v_part + w_video * b) / 2
+    """c (C, n_v): each video vector's additive share of its clip's score, for C clips at once.
+    text (n_t, D) valid rows; videos (C, n_v, D)."""
+    sim = torch.einsum("td,cvd->tcv", text.float(), videos.float())  # (n_t, C, n_v)
+    terms = alignment_terms(sim, tau)
+    t2v_part = (terms["w_text"][:, :, None] * terms["spread"] * sim).sum(0)  # (C, n_v)
+    return (t2v_part + terms["w_video"] * terms["b"]) / 2
 
 
 def explain_clip(

@@ -30,7 +30,7 @@ import torch
 from indexer.store import Store
 from indexer.store import vector_index as vi
 from model import T2VParser, TextSets, one_query_scores, partial_alignment_scores
-from model.scoring import CPU_RERANK_BLOCK
+from model.scoring import rerank_block
 
 # Exact-scoring a video_ids filter's clips directly is cheaper than FAISS below this many clips.
 FILTER_EXACT_MAX_CLIPS = 20_000
@@ -167,9 +167,10 @@ class Searcher:
         rows = text.vectors[0][text.mask[0]]  # (n_t valid, D): no padding to mask in the kernel
         # on a CPU with rerank_threads > 1: the clips split at whole kernel blocks, each part
         # gathered and scored by its own thread (same blocks, so the same scores as one thread)
-        blocks = -(-len(clip_ids) // CPU_RERANK_BLOCK)
+        size = rerank_block(rows)
+        blocks = -(-len(clip_ids) // size)
         parts = max(1, min(self.rerank_threads, blocks)) if rows.device.type == "cpu" else 1
-        cuts = [CPU_RERANK_BLOCK * (blocks * i // parts) for i in range(parts)] + [len(clip_ids)]
+        cuts = [size * (blocks * i // parts) for i in range(parts)] + [len(clip_ids)]
         (a, b), *others = itertools.pairwise(cuts)
         helpers = []
         for c, d in others:
