@@ -175,6 +175,7 @@ def measure(
         label = f"{encoder} encoder" + (f", T2V_QUERY_THREADS={n_threads}" if n_threads else "")
         proc, url = serve(settings.model_copy(update={"query_encoder": encoder, "query_threads": n_threads}))
         stages: dict[str, list[float]] = {}
+        throughput = ""  # with `clients` at once, when more than 1
         try:
             with httpx.Client(base_url=url, timeout=60) as c:
 
@@ -188,18 +189,17 @@ def measure(
                 runs.append((f"HTTP POST /v1/search, {label}", timed(http, qs)))
             if clients > 1:
                 qps, took = concurrent(url, qs, clients)
-                where.append(
+                throughput = (
                     f"{name}, {label}: {clients} concurrent clients: {qps:.1f} searches/s, "
                     f"p50 {pct(took, 50):.1f} ms, p95 {pct(took, 95):.1f} ms"
                 )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        where.insert(
-            len(where) - (clients > 1),
-            f"{name}, {label}: server p50 ms "
-            + ", ".join(f"{k} {pct(v, 50):.1f}" for k, v in stages.items()),
+        where.append(
+            f"{name}, {label}: server p50 ms " + ", ".join(f"{k} {pct(v, 50):.1f}" for k, v in stages.items())
         )
+        where += [throughput] if throughput else []
     base50 = pct(inproc, 50)
     rows = []
     runs += [("in-process Searcher, torch encoder (baseline)", inproc)]
