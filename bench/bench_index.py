@@ -295,14 +295,16 @@ def bench_synthetic(args: argparse.Namespace) -> None:
         reuse = (root / "manifest.json").exists()  # --keep: ingested by an earlier run
         store = Store.open(root, store_identity(model), create=not reuse)
         if not reuse:
-            results = Ingestor(store, model, args.window, args.window / 2, 32).ingest_many(videos)
+            stride = args.stride or args.window / 2
+            results = Ingestor(store, model, args.window, stride, 32).ingest_many(videos)
             assert all(r.status == "done" for r in results), [r for r in results if r.status != "done"]
         n_clips = store.stats().clips
         with torch.no_grad():
             queries = [model.encode_texts([r["caption"]]) for r in rows]
         print(
             f"\n### Two-stage recall@10 on the synthetic test split: {len(videos)} videos, {n_clips} clips "
-            f"(window {args.window:.0f} s), {len(rows)} captions, checkpoint {args.checkpoint}\n"
+            f"(window {args.window:g} s, stride {args.stride or args.window / 2:g} s), {len(rows)} captions, "
+            f"checkpoint {args.checkpoint}\n"
         )
         print(RECALL_HEADER)
         auto = store.stats().index  # what the store chose (and upgraded) by itself while ingesting
@@ -342,6 +344,9 @@ def main() -> None:
     ap.add_argument("--data", default="data/synth/test.jsonl", help="synthetic: split manifest")
     ap.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT), help="synthetic: a trained model")
     ap.add_argument("--window", type=float, default=2.0, help="synthetic: clip window in seconds")
+    ap.add_argument(
+        "--stride", type=float, default=0.0, help="synthetic: clip stride in seconds (0: half the window)"
+    )
     ap.add_argument("--also", nargs="*", default=[], help="synthetic: manifests whose videos join the store")
     ap.add_argument("--keep", default=None, help="synthetic: keep the store here (reused when present)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -21,12 +21,19 @@ if TYPE_CHECKING:
 
 class FaissBackend(IndexLifecycle):
     kind: BackendKind = "faiss"
+    _radii: vi.ListRadii | None = None  # of the current ivf-sq8 index (a new index measures anew)
 
     def bury(self, dead: np.ndarray) -> None:
         """FAISS keeps deleted clips' rows (removing ids from IVF lists is slow); search filters them."""
 
     def search(self, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        return vi.search(self.index, queries, k, threads)
+        """Called under the store's in-memory lock (the radii are updated in place)."""
+        index = self.index
+        if self.spec.type != "ivf-sq8" or vi.RADIUS_WEIGHT <= 0:
+            return vi.search(index, queries, k, threads)
+        if self._radii is None or self._radii.index is not index:
+            self._radii = vi.ListRadii(index)
+        return vi.search_bounded(self._radii, queries, k, threads)
 
     def vector_count(self) -> int:
         return int(self.index.ntotal)

@@ -271,3 +271,91 @@ def test_pool_is_the_normalised_mean() -> None:
     np.testing.assert_allclose(np.linalg.norm(g, axis=1), 1.0, atol=1e-5)
     ref = m.astype(np.float32).mean(1)
     np.testing.assert_allclose(g, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
+
+
+def _wide_and_tight(seed: int, clips: int = 1_200, per_clip: int = 5, d: int = 16) -> np.ndarray:
+    """(clips, per_clip, d) rows around 60 centres of widths 0.05-0.8: some IVF lists are wide."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.standard_normal((60, d)))
+    width = rng.uniform(0.05, 0.8, 60)
+    topic = rng.integers(60, size=clips * per_clip)
+    rows = unit(centres[topic] + width[topic, None] * rng.standard_normal((len(topic), d)) / np.sqrt(d))
+    return rows.astype(np.float32).reshape(clips, per_clip, d)
+
+
+def test_radius_bounded_probing_finds_more_of_the_best_rows() -> None:
+    """ivf-sq8 probes the lists with the best q.c + w * radius: with w = 0 exactly FAISS's own
+    probing (same hits, same scores), with the default weight more of the rows that truly match
+    best at the same probe count (wide lists whose centroid is not among the query's nearest)."""
+    gained = []
+    for seed in range(3):
+        mats = _wide_and_tight(seed)
+        c, n_v, d = mats.shape
+        spec = vi.IndexSpec("ivf-sq8", nlist=64, nprobe=4, codec="sq8")
+        index = vi.build_index(spec, d, mats.reshape(-1, d))
+        vi.add_clips(index, np.arange(1, c + 1), mats)
+        radii = vi.ListRadii(index)
+        rng = np.random.default_rng(10 + seed)
+        q = unit(rng.standard_normal((200, d))).astype(np.float32)
+        plain, plain_ids = vi.search(index, q, 10)
+        same, same_ids = vi.search_bounded(radii, q, 10, weight=0.0)
+        np.testing.assert_array_equal(same_ids, plain_ids)
+        np.testing.assert_allclose(same, plain, atol=1e-6)
+        exact = np.argsort(-(q @ mats.reshape(-1, d).T), axis=1)[:, :10] // n_v + 1  # clip ids
+        _, bounded_ids = vi.search_bounded(radii, q, 10)
+        assert bounded_ids.shape == (200, 10) and (bounded_ids > 0).all()
+
+        def recall(ids: np.ndarray, exact: np.ndarray = exact) -> float:
+            shares = [len(set(e) & set(i)) / len(set(e)) for e, i in zip(exact, ids, strict=True)]
+            return float(np.mean(shares))
+
+        gained.append(recall(bounded_ids) - recall(plain_ids))
+    assert min(gained) >= 0 and np.mean(gained) >= 0.01, gained
+
+
+def test_list_radii_follow_added_rows() -> None:
+    """The radii are measured from the index's own codes and kept up to date as rows are added: the
+    same as measuring afresh, and (up to the 8-bit codes) the rows' true distances from their centroid."""
+    import faiss
+
+    mats = _wide_and_tight(0, clips=600)
+    c, n_v, d = mats.shape
+    index = vi.build_index(vi.IndexSpec("ivf-sq8", nlist=32, nprobe=4, codec="sq8"), d, mats.reshape(-1, d))
+    vi.add_clips(index, np.arange(1, 301), mats[:300])
+    radii = vi.ListRadii(index)
+    early = radii.update().copy()
+    vi.add_clips(index, np.arange(301, c + 1), mats[300:])
+    later = radii.update()
+    assert (later >= early).all() and (later > early).any()
+    np.testing.assert_array_equal(later, vi.ListRadii(index).update())
+    rows = mats.reshape(-1, d)
+    _, assign = faiss.extract_index_ivf(index).quantizer.search(rows, 1)
+    true = np.zeros(32, np.float32)
+    np.maximum.at(true, assign[:, 0], np.linalg.norm(rows - radii.centroids[assign[:, 0]], axis=1))
+    np.testing.assert_allclose(later, true, atol=0.01)
+
+
+def test_a_token_level_store_finds_clips_added_after_its_first_search(tmp_path: Path) -> None:
+    """Through the store: an ivf-sq8 store searched, then given new clips, finds them (the bounded
+    probing measures the new rows' lists), and a reopened store searches its saved index the same way."""
+    store, _ = _store(tmp_path / "s", 300, "flat")
+    store.rebuild_index("ivf-sq8")
+    s = Searcher(store, candidates_per_vector=32)
+    rng = np.random.default_rng(5)
+    probe = unit(rng.standard_normal((3, DIM))).astype(np.float32)
+    text = TextSets(vectors=torch.from_numpy(probe)[None], mask=torch.ones(1, 3, dtype=torch.bool))
+    before = s.search(text, top_k=3)
+    # a new video whose clips hold the query rows themselves: the best match of every query row
+    new = unit(rng.standard_normal((10, N_V, DIM))).astype(np.float32)  # (10, N_V, D)
+    new[:, :3] = probe
+    spans = [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(10)]
+    store.add_videos([(NewVideo("/new.mp4", "new", "hnew", 20, 25, 64, 64, "h264", 1), spans, new)])
+    store.flush()
+    after = s.search(text, top_k=3)
+    assert {m.clip_id for m in after.moments} <= set(range(301, 311))
+    assert before.moments and store._faiss._radii is not None  # the store probed by the bound
+    store.close()
+    with Store.open(tmp_path / "s") as again:
+        assert again.index_spec.type == "ivf-sq8"
+        found = Searcher(again, candidates_per_vector=32).search(text, top_k=3)
+        assert [m.clip_id for m in found.moments] == [m.clip_id for m in after.moments]

@@ -1,0 +1,101 @@
+"""Issue 17: how the token-level `ivf-sq8` first stage picks the lists it scans, on a kept store of
+trained embeddings. Plain FAISS probing takes each query vector's nprobe lists by q.c (its centroid
+score); the store probes by q.c + w * radius (the list's largest row-to-centroid distance), so wide
+lists holding a close row are not skipped. Same store, queries and reference for every row.
+
+    python bench/bench_index.py synthetic --also data/synth/val.jsonl data/synth/train.jsonl \\
+        --k 128 --keep /tmp/trained                     # a trained demo store (4,532 clips)
+    python bench/bench_probing.py /tmp/trained [--data data/synth/test.jsonl ...] \\
+        [--weights 0 0.25] [--probes 0 32 64] [--hits 128]
+
+Per (weight, probes, hits): clips reranked, recall@10 against exhaustive scoring of every clip,
+stage 1 / rerank / total p50 ms in-process (after encoding). `--probes 0` is the store's own count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from indexer.search.searcher import Searcher  # noqa: E402
+from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
+from indexer.store import Store  # noqa: E402
+from indexer.store import vector_index as vi  # noqa: E402
+from model import create_model  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("store", help="a store kept by `bench_index.py synthetic --keep` (its index: ivf-sq8)")
+    p.add_argument("--data", nargs="+", default=["data/synth/test.jsonl"], help="captions (test splits)")
+    p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
+    p.add_argument("--weights", type=float, nargs="+", default=[0.0, vi.RADIUS_WEIGHT])
+    p.add_argument("--probes", type=int, nargs="+", default=[0], help="lists per query vector (0: store's)")
+    p.add_argument("--hits", type=int, nargs="+", default=[128], help="FAISS hits per query vector")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    model = create_model(None, checkpoint=args.checkpoint).eval()
+    store = Store.open(Path(args.store))
+    spec = store.index_spec
+    if spec.type != "ivf-sq8":
+        sys.exit(f"error: the store's index is {spec.type}, not ivf-sq8")
+    lines = [x for f in args.data for x in Path(f).read_text().splitlines() if x.strip()]
+    with torch.no_grad():
+        queries = [model.encode_texts([json.loads(x)["caption"]]) for x in lines]
+    exhaustive = Searcher(store)
+    t0 = time.perf_counter()
+    exact = []
+    for q in queries:
+        ids, scores = exhaustive.exhaustive_scores(q)
+        exact.append(set(ids[np.argsort(-scores[0], kind="stable")[:10]].tolist()))
+    ex_ms = (time.perf_counter() - t0) * 1e3 / len(queries)
+    clips = store.stats().clips
+    print(
+        f"\n### ivf-sq8 probing on {args.store}: {clips} clips, nlist {spec.nlist} (store's nprobe "
+        f"{spec.nprobe}), {len(queries)} captions, exhaustive {ex_ms:.0f} ms a query\n"
+    )
+    print("| probe by | lists probed | hits per query vector | clips reranked | recall@10 | "
+          "stage 1 p50 ms | rerank p50 ms | total p50 ms |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    default_weight = vi.RADIUS_WEIGHT
+    try:
+        for hits in args.hits:
+            searcher = Searcher(store, candidates_per_vector=hits)
+            searcher.search(queries[0], top_k=10)  # loads the index
+            ivf = faiss.extract_index_ivf(store._faiss.index)  # type: ignore[attr-defined]
+            for weight in args.weights:
+                vi.RADIUS_WEIGHT = weight
+                for probes in args.probes:
+                    ivf.nprobe = probes or spec.nprobe
+                    found, stage1, rerank, total, cands = 0, [], [], [], []
+                    for q, top in zip(queries, exact, strict=True):
+                        r = searcher.search(q, top_k=10)
+                        found += len(top & {m.clip_id for m in r.moments})
+                        stage1.append(r.timings_ms["candidates"])
+                        rerank.append(r.timings_ms["rerank"])
+                        total.append(r.timings_ms["total"])
+                        cands.append(r.candidates)
+                    label = "q.c (plain FAISS)" if weight <= 0 else f"q.c + {weight:g} x radius"
+                    print(
+                        f"| {label} | {ivf.nprobe} | {hits} | {statistics.mean(cands):.0f} | "
+                        f"{found / (10 * len(queries)):.4f} | {statistics.median(stage1):.1f} | "
+                        f"{statistics.median(rerank):.1f} | {statistics.median(total):.1f} |",
+                        flush=True,
+                    )
+    finally:
+        vi.RADIUS_WEIGHT = default_weight
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
