@@ -309,17 +309,21 @@ def search_bounded(
     if index.ntotal == 0:
         return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
     k = max(1, min(k, index.ntotal))
+    if m == 0:
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     q = np.ascontiguousarray(queries, dtype=np.float32)
     near = q @ radii.centroids.T  # (m, nlist): q.c, the coarse term of every row's score
     bound = near + weight * radii.update()[None]  # (m, nlist)
     p = min(int(ivf.nprobe), ivf.nlist)
     lists = np.argpartition(-bound, p - 1, axis=1)[:, :p].astype(np.int64)  # (m, p)
     coarse = np.take_along_axis(near, lists, axis=1).astype(np.float32)  # (m, p): q.c, not the bound
-    before = faiss.omp_get_max_threads()
+    before, nprobe = faiss.omp_get_max_threads(), ivf.nprobe
     faiss.omp_set_num_threads(max(1, threads))
+    ivf.nprobe = p  # FAISS reads nprobe columns (more than nlist: every list, as its own search does)
     try:
         scores, rows = ivf.search_preassigned(q, k, lists, coarse)
     finally:
+        ivf.nprobe = nprobe
         faiss.omp_set_num_threads(before)
     id_map = faiss.rev_swig_ptr(index.id_map.data(), index.ntotal)  # type: ignore[attr-defined]  # row -> clip id, no copy
     ids = np.where(rows >= 0, id_map[np.maximum(rows, 0)], -1)

@@ -359,3 +359,23 @@ def test_a_token_level_store_finds_clips_added_after_its_first_search(tmp_path: 
         assert again.index_spec.type == "ivf-sq8"
         found = Searcher(again, candidates_per_vector=32).search(text, top_k=3)
         assert [m.clip_id for m in found.moments] == [m.clip_id for m in after.moments]
+
+
+def test_bounded_probing_edge_cases() -> None:
+    """More probes than lists scans every list (as FAISS does), an empty index or query set answers
+    empty arrays, and the index's own probe count is left as it was."""
+    mats = _wide_and_tight(1, clips=100, per_clip=20)
+    c, n_v, d = mats.shape
+    index = vi.build_index(vi.IndexSpec("ivf-sq8", nlist=16, nprobe=32, codec="sq8"), d, mats.reshape(-1, d))
+    radii = vi.ListRadii(index)
+    q = mats[:3, 0]
+    scores, ids = vi.search_bounded(radii, q, 5)  # nothing added yet
+    assert scores.shape == ids.shape == (3, 0)
+    vi.add_clips(index, np.arange(1, c + 1), mats)
+    plain, plain_ids = vi.search(index, q, 50)
+    every, every_ids = vi.search_bounded(radii, q, 50)  # 32 probes of 16 lists: all of them
+    np.testing.assert_array_equal(every_ids, plain_ids)
+    np.testing.assert_allclose(every, plain, atol=1e-6)
+    assert vi._base(index).nprobe == 32
+    scores, ids = vi.search_bounded(radii, q[:0], 5)
+    assert scores.shape == ids.shape == (0, 5)
