@@ -80,9 +80,8 @@ class Library:
         self._ingest: Prefetcher | None = None  # the ingestor, decoding the next queued file ahead
         self._ingest_lock = threading.Lock()
         # one search's exact rerank uses as many threads as its query encoding (T2V_QUERY_THREADS)
-        self.searcher = Searcher(
-            store, model, encoder=query_encoder(settings, model), rerank_threads=settings.encoder_threads
-        )
+        encoder, threads = query_encoder(settings, model), query_threads(settings, model)
+        self.searcher = Searcher(store, model, encoder=encoder, rerank_threads=threads)
         self._calibration: tuple[int, float | None] | None = None  # (clips then, weak_below)
         self._calibration_lock = threading.Lock()
 
@@ -283,6 +282,11 @@ def _build_model(settings: ServiceSettings, text_only: bool) -> T2VParser:
         )
 
 
+def query_threads(settings: ServiceSettings, model: T2VParser) -> int:
+    """Threads of one search's query encoding and rerank (`ServiceSettings.encoder_threads`)."""
+    return settings.encoder_threads(sum(p.numel() for p in model.parameters()))
+
+
 def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
     """The configured query encoder, warmed up so that the first user query pays no set-up.
     An ONNX graph that cannot be exported or loaded leaves the service on torch (same rankings,
@@ -295,7 +299,7 @@ def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
         from model.onnx_text import OnnxTextEncoder, Precision
 
         precision: Precision = "int8" if settings.query_encoder == "onnx-int8" else "fp32"
-        threads = settings.encoder_threads
+        threads = query_threads(settings, model)
         try:
             encoder = OnnxTextEncoder.for_model(model, settings.query_graphs, precision, threads=threads)
         except Exception as e:  # noqa: BLE001 - any export/runtime failure: torch still answers
@@ -305,7 +309,7 @@ def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
     if encoder is model:
         log.info("query encoder: torch")
     else:
-        log.info("query encoder: %s, %d thread(s)", settings.query_encoder, settings.encoder_threads)
+        log.info("query encoder: %s, %d thread(s)", settings.query_encoder, query_threads(settings, model))
     with torch.no_grad():
         encoder.encode_texts(["warm up"])
     return encoder

@@ -18,6 +18,11 @@ from pydantic_settings import SettingsError
 from indexer.settings import IndexerSettings, process_threads
 
 PREFIX = "T2V_"
+# Query models this large (text tower + decoder parameters) take the automatic 2 query threads: a
+# ViT-B/32 query (~63M) encodes in 18-20 ms on one core, 12-16 ms on two. The demo model's (3.4M)
+# encodes in ~1 ms, and a second thread only cost: HTTP p50 4.3 vs 5.5 ms, 259 vs 213 searches/s
+# with 2 clients (docs/BENCHMARKS.md, issue 17). Sizes in between were not measured.
+TWO_THREAD_MIN_PARAMS = 1 << 24
 S = TypeVar("S", bound=IndexerSettings)
 
 
@@ -66,8 +71,9 @@ class ServiceSettings(IndexerSettings):
         ge=0,
         le=64,
         description="threads of one search's query encoding (ONNX Runtime) and exact rerank (0 = auto: "
-        "2, or 1 on a 1-core machine or with OMP_NUM_THREADS=1); 2 answer a ViT-B/32 search ~1.25x "
-        "sooner on an idle machine, 1 serves more searches/s under concurrent load or beside other work",
+        "2 for a query model of 16M+ parameters such as ViT-B/32, else 1; 1 on a 1-core machine or with "
+        "OMP_NUM_THREADS=1); 2 answer a ViT-B/32 search ~1.25x sooner on an idle machine, 1 serves more "
+        "searches/s under concurrent load or beside other work",
     )
     ingest_threads: int = Field(
         0,
@@ -84,11 +90,13 @@ class ServiceSettings(IndexerSettings):
     def uploads(self) -> Path:
         return self.upload_dir if self.upload_dir is not None else self.var_dir / "uploads"
 
-    @property
-    def encoder_threads(self) -> int:
-        """query_threads, or the automatic choice: 2 where this process may use 2 cores (more
-        were not measured to pay for one short query), else 1."""
-        return self.query_threads or min(2, process_threads())
+    def encoder_threads(self, query_params: int) -> int:
+        """query_threads, or the automatic choice for a query model of `query_params` parameters:
+        2 where it is large enough to split and this process may use 2 cores (more were not
+        measured to pay for one short query), else 1."""
+        if self.query_threads:
+            return self.query_threads
+        return min(2, process_threads()) if query_params >= TWO_THREAD_MIN_PARAMS else 1
 
     @property
     def query_graphs(self) -> Path:

@@ -16,7 +16,7 @@ from indexer.search.searcher import Searcher
 from indexer.store import Store
 from model import T2VParser, one_query_scores
 from model.onnx_text import OnnxTextEncoder, graph_key
-from service.library import _build_model
+from service.library import _build_model, query_threads
 from service.settings import ServiceSettings
 from tests.support import Server, server_settings, wait_job
 
@@ -101,7 +101,8 @@ def test_service_warms_and_searches_with_the_exported_encoder(
 ) -> None:
     graph = exported["cache"] / f"query-{graph_key(exported['model'])}-fp32.onnx"
     mtime = graph.stat().st_mtime_ns
-    # two encoder threads (the default where 2 cores are free; the test servers run OMP_NUM_THREADS=1)
+    # two encoder threads (set: automatic is 1 for this small model, and the test servers run
+    # OMP_NUM_THREADS=1)
     srv = Server(exported["work"], {**exported["settings"], "query_threads": 2})
     srv.start("serve", "--port", str(srv.port))  # ready: model loaded, encoder warmed
     try:
@@ -117,13 +118,20 @@ def test_service_warms_and_searches_with_the_exported_encoder(
     _assert_torch_ranking(body, Path(exported["settings"]["index_dir"]), exported["model"], "a red box")
 
 
+VIT_B_32_QUERY, DEMO_QUERY = 63_000_000, 3_400_000  # parameters of the query-side models
+
+
 @pytest.mark.parametrize(
-    ("query_threads", "omp", "cores", "want"),
-    [(0, None, 16, 2), (0, None, 1, 1), (0, "1", 16, 1), (0, "4", 16, 2), (3, "1", 16, 3)],
-)
-def test_encoder_threads_default_to_two_where_two_cores_are_free(
-    monkeypatch: pytest.MonkeyPatch, query_threads: int, omp: str | None, cores: int, want: int
+    ("query_threads", "omp", "cores", "params", "want"),
+    [(0, None, 16, VIT_B_32_QUERY, 2), (0, None, 1, VIT_B_32_QUERY, 1), (0, "1", 16, VIT_B_32_QUERY, 1),
+     (0, "4", 16, VIT_B_32_QUERY, 2), (3, "1", 16, VIT_B_32_QUERY, 3),
+     (0, None, 16, DEMO_QUERY, 1), (2, None, 16, DEMO_QUERY, 2)],
+)  # fmt: skip
+def test_encoder_threads_default_to_two_for_a_large_query_model_where_two_cores_are_free(
+    monkeypatch: pytest.MonkeyPatch, query_threads: int, omp: str | None, cores: int, params: int, want: int
 ) -> None:
+    """Automatic: 2 threads for a ViT-B/32-sized query model with 2 cores free, 1 for the demo model
+    (its ~1 ms query gains nothing from a second thread); a set T2V_QUERY_THREADS always wins."""
     import os
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
@@ -131,7 +139,23 @@ def test_encoder_threads_default_to_two_where_two_cores_are_free(
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
-    assert ServiceSettings(query_threads=query_threads).encoder_threads == want
+    assert ServiceSettings(query_threads=query_threads).encoder_threads(params) == want
+
+
+def test_the_automatic_query_threads_of_the_real_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's query models fall on the measured sides of the rule: the shipped demo model
+    takes 1 thread, a ViT-B/32 one 2 (where 2 cores are free)."""
+    import os
+
+    from indexer.settings import DEMO_CHECKPOINT
+    from model import create_model, get_config
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    auto = ServiceSettings()
+    assert query_threads(auto, create_model(None, checkpoint=DEMO_CHECKPOINT, text_only=True)) == 1
+    vit = get_config("t2v-vit-b-32").replace(pretrained=None)  # random weights: only the size counts
+    assert query_threads(auto, create_model(vit, text_only=True)) == 2
 
 
 def test_a_damaged_or_stale_cached_graph_is_exported_again(exported: dict, tmp_path: Path) -> None:
