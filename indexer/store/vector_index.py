@@ -286,6 +286,8 @@ class ListRadii:
             start, end = int(self.seen[i]), int(size[i])
             if end < start:  # a list shrank (removed rows): measure it again from the start
                 start, self.radius[i] = 0, 0.0
+            if end == start:
+                continue
             ptr = lists.get_codes(int(i))
             try:
                 codes = faiss.rev_swig_ptr(ptr, end * lists.code_size).reshape(end, lists.code_size)
@@ -319,7 +321,8 @@ def search_bounded(
     coarse = np.take_along_axis(near, lists, axis=1).astype(np.float32)  # (m, p): q.c, not the bound
     before, nprobe = faiss.omp_get_max_threads(), ivf.nprobe
     faiss.omp_set_num_threads(max(1, threads))
-    ivf.nprobe = p  # FAISS reads nprobe columns (more than nlist: every list, as its own search does)
+    if p != nprobe:  # FAISS reads nprobe columns (more than nlist: every list, as its own search does)
+        ivf.nprobe = p
     try:
         scores, rows = ivf.search_preassigned(q, k, lists, coarse)
     finally:

@@ -333,6 +333,11 @@ def test_list_radii_follow_added_rows() -> None:
     true = np.zeros(32, np.float32)
     np.maximum.at(true, assign[:, 0], np.linalg.norm(rows - radii.centroids[assign[:, 0]], axis=1))
     np.testing.assert_allclose(later, true, atol=0.01)
+    # the store never removes rows before a rebuild, but a list that shrank is measured again
+    index.remove_ids(np.arange(1, 301, dtype=np.int64))
+    np.testing.assert_array_equal(radii.update(), vi.ListRadii(index).update())
+    index.remove_ids(np.arange(301, c + 1, dtype=np.int64))
+    assert index.ntotal == 0 and not radii.update().any()
 
 
 def test_a_token_level_store_finds_clips_added_after_its_first_search(tmp_path: Path) -> None:
