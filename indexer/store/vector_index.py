@@ -14,6 +14,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import torch
 
 from model.fileio import atomic_path
 
@@ -272,6 +273,9 @@ class ListRadii:
         self.ivf = _base(index)  # the IndexIVFScalarQuantizer inside the IndexIDMap
         nlist = self.ivf.nlist
         self.centroids = self.ivf.quantizer.reconstruct_n(0, nlist)  # (nlist, D) float32
+        # the product q.c runs in torch, on the search's own torch threads: numpy's BLAS would
+        # start a thread pool of its own beside the query encoder's and the rerank's
+        self._centroids_t = torch.from_numpy(self.centroids).T  # (D, nlist) view
         self.radius = np.zeros(nlist, dtype=np.float32)  # (nlist,)
         self.seen = np.zeros(nlist, dtype=np.int64)  # rows of each list already measured
         self.ntotal = 0
@@ -314,7 +318,7 @@ def search_bounded(
     if m == 0:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
     q = np.ascontiguousarray(queries, dtype=np.float32)
-    near = q @ radii.centroids.T  # (m, nlist): q.c, the coarse term of every row's score
+    near = torch.mm(torch.from_numpy(q), radii._centroids_t).numpy()  # (m, nlist): q.c of every list
     bound = near + weight * radii.update()[None]  # (m, nlist)
     p = min(int(ivf.nprobe), ivf.nlist)
     lists = np.argpartition(-bound, p - 1, axis=1)[:, :p].astype(np.int64)  # (m, p)
