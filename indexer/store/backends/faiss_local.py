@@ -11,7 +11,7 @@ import numpy as np
 from indexer.store import maintenance
 from indexer.store import vector_index as vi
 from indexer.store.backends.base import BackendKind
-from indexer.store.index_lifecycle import IndexLifecycle
+from indexer.store.index_lifecycle import Clips, IndexLifecycle
 
 if TYPE_CHECKING:
     from indexer.store.metadata import Metadata
@@ -26,10 +26,26 @@ class FaissBackend(IndexLifecycle):
     def bury(self, dead: np.ndarray) -> None:
         """FAISS keeps deleted clips' rows (removing ids from IVF lists is slow); search filters them."""
 
+    # the radii hold their index: dropped whenever the index is replaced, so an outgrown index
+    # (hundreds of MB) is not kept alive by them
+    def load(self, generation: int, clips: Clips) -> None:
+        self._radii = None
+        super().load(generation, clips)
+
+    def start_generation(self, clips: int, index_type: str | None) -> None:
+        self._radii = None
+        super().start_generation(clips, index_type)
+
+    def rebuild(self, clips: Clips, index_type: str | None = None, fresh: bool = False) -> vi.IndexSpec:
+        spec = super().rebuild(clips, index_type, fresh)
+        self._radii = None
+        return spec
+
     def search(self, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         """Called under the store's in-memory lock (the radii are updated in place)."""
         index = self.index
         if self.spec.type != "ivf-sq8" or vi.RADIUS_WEIGHT <= 0:
+            self._radii = None
             return vi.search(index, queries, k, threads)
         if self._radii is None or self._radii.index is not index:
             self._radii = vi.ListRadii(index)

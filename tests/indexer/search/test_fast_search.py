@@ -359,6 +359,9 @@ def test_a_token_level_store_finds_clips_added_after_its_first_search(tmp_path: 
     after = s.search(text, top_k=3)
     assert {m.clip_id for m in after.moments} <= set(range(301, 311))
     assert before.moments and store._faiss._radii is not None  # the store probed by the bound
+    store.rebuild_index("ivf-sq8")  # a new index: the radii of the old one are dropped with it
+    assert store._faiss._radii is None
+    assert [m.clip_id for m in s.search(text, top_k=3).moments] == [m.clip_id for m in after.moments]
     store.close()
     with Store.open(tmp_path / "s") as again:
         assert again.index_spec.type == "ivf-sq8"
