@@ -332,7 +332,8 @@ def search_bounded(
     finally:
         ivf.nprobe = nprobe
         faiss.omp_set_num_threads(before)
-    id_map = faiss.rev_swig_ptr(index.id_map.data(), index.ntotal)  # type: ignore[attr-defined]  # row -> clip id, no copy
+    # FAISS answers row numbers; the IndexIDMap's id_map names each row's clip (viewed, not copied)
+    id_map = faiss.rev_swig_ptr(index.id_map.data(), index.ntotal)  # type: ignore[attr-defined]
     ids = np.where(rows >= 0, id_map[np.maximum(rows, 0)], -1)
     return scores, ids
 
