@@ -19,9 +19,10 @@ from indexer.settings import IndexerSettings, process_threads
 
 PREFIX = "T2V_"
 # Query models this large (text tower + decoder parameters) take the automatic 2 query threads: a
-# ViT-B/32 query (~63M) encodes in 18-20 ms on one core, 12-16 ms on two. The demo model's (3.4M)
-# encodes in ~1 ms, and a second thread only cost: HTTP p50 4.3 vs 5.5 ms, 259 vs 213 searches/s
-# with 2 clients (docs/BENCHMARKS.md, issue 17). Sizes in between were not measured.
+# ViT-B/32 query model (63M: CLIP zero-shot; 97M: t2v-vit-b-32 with its decoder) encodes in 18-20 ms
+# on one core, 12-16 ms on two. The demo model's (3.4M) encodes in ~1 ms, and a second thread only
+# cost: HTTP p50 4.3 vs 5.5 ms, 259 vs 213 searches/s with 2 clients (docs/BENCHMARKS.md, issue 17).
+# No config of this project lies between, so sizes in between were not measured.
 TWO_THREAD_MIN_PARAMS = 1 << 24
 S = TypeVar("S", bound=IndexerSettings)
 
