@@ -82,8 +82,20 @@ class Library:
         # one search's exact rerank uses as many threads as its query encoding (T2V_QUERY_THREADS)
         encoder, threads = query_encoder(settings, model), query_threads(settings, model)
         self.searcher = Searcher(store, model, encoder=encoder, rerank_threads=threads)
+        self._warm_index()
         self._calibration: tuple[int, float | None] | None = None  # (clips then, weak_below)
         self._calibration_lock = threading.Lock()
+
+    def _warm_index(self) -> None:
+        """One stage-1 search at start, so that the first user query pays no index set-up (an
+        ivf-sq8 index measures its lists' radii on its first search: ~0.1 s per 1.6M rows). A
+        vector engine that does not answer now does not stop the start: searches will say why."""
+        with torch.no_grad():
+            text = self.searcher.encode("warm up")
+        try:
+            self.searcher.candidate_clips(text)
+        except Exception as e:  # noqa: BLE001 - e.g. a remote Qdrant not up yet
+            log.warning("vector index warm-up failed: %s", e)
 
     def describe(self) -> str:
         cfg = self.model.config

@@ -1,0 +1,39 @@
+"""The service warms its vector index at start, as it warms its query encoder: the first user
+query does not pay the index's set-up (an ivf-sq8 index's list radii)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from indexer.store import ClipSpan, NewVideo, Store
+from service.library import open_library
+from service.settings import ServiceSettings
+
+
+def test_the_service_measures_its_ivf_sq8_index_at_start(tmp_path: Path, tiny_ckpt: Path) -> None:
+    ckpt = {"checkpoint": tiny_ckpt}
+    settings = ServiceSettings(index_dir=tmp_path / "store", var_dir=tmp_path / "var", model=ckpt)
+    open_library(settings).close()  # creates the store for the model
+    with Store.open(settings.index_dir) as store:
+        n_v, d = store.vectors_per_clip, store.dim
+        rng = np.random.default_rng(0)
+        mats = rng.standard_normal((200, n_v, d)).astype(np.float32)
+        mats /= np.linalg.norm(mats, axis=-1, keepdims=True)
+        store.add_videos([
+            (NewVideo(f"/v{v}.mp4", f"v{v}", f"h{v}", 20, 25, 64, 64, "h264", 1),
+             [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(10)], mats[10 * v : 10 * v + 10])
+            for v in range(20)
+        ])  # fmt: skip
+        store.rebuild_index("ivf-sq8")
+        store.flush()
+    lib = open_library(settings)
+    try:
+        backend = lib.store._faiss
+        assert lib.store.index_spec.type == "ivf-sq8" and backend._radii is not None
+        assert backend._radii.index is backend.index and backend._radii.update().any()
+        hits, _, stages = lib.search("a red square", 3, False, None, None)
+        assert hits and stages["candidates"] > 0
+    finally:
+        lib.close()
