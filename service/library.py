@@ -80,18 +80,19 @@ class Library:
         self._ingest: Prefetcher | None = None  # the ingestor, decoding the next queued file ahead
         self._ingest_lock = threading.Lock()
         # one search's exact rerank uses as many threads as its query encoding (T2V_QUERY_THREADS)
-        encoder, threads = query_encoder(settings, model), query_threads(settings, model)
+        threads = query_threads(settings, model)
+        encoder = query_encoder(settings, model, threads)
         self.searcher = Searcher(store, model, encoder=encoder, rerank_threads=threads)
-        self._warm_index()
+        self._warm_up()
         self._calibration: tuple[int, float | None] | None = None  # (clips then, weak_below)
         self._calibration_lock = threading.Lock()
 
-    def _warm_index(self) -> None:
-        """One stage-1 search at start, so that the first user query pays no index set-up (an
-        ivf-sq8 index measures its lists' radii on its first search: ~0.1 s per 1.6M rows). A
-        vector engine that does not answer now does not stop the start: searches will say why."""
-        with torch.no_grad():
-            text = self.searcher.encode("warm up")
+    def _warm_up(self) -> None:
+        """One query encoded and searched in stage 1 at start, so that the first user query pays no
+        set-up: the encoder's (an ONNX session's first run), the index's (an ivf-sq8 index measures
+        its lists' radii on its first search: ~0.1 s per 1.6M rows). A vector engine that does not
+        answer now does not stop the start: searches will say why."""
+        text = self.searcher.encode("warm up")
         try:
             self.searcher.candidate_clips(text)
         except Exception as e:  # noqa: BLE001 - e.g. a remote Qdrant not up yet
@@ -299,8 +300,8 @@ def query_threads(settings: ServiceSettings, model: T2VParser) -> int:
     return settings.encoder_threads(sum(p.numel() for p in model.parameters()))
 
 
-def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
-    """The configured query encoder, warmed up so that the first user query pays no set-up.
+def query_encoder(settings: ServiceSettings, model: T2VParser, threads: int) -> QueryEncoder:
+    """The configured query encoder (ONNX Runtime on `threads` threads; `Library` warms it up).
     An ONNX graph that cannot be exported or loaded leaves the service on torch (same rankings,
     slower) with the reason logged, rather than not starting."""
     encoder: QueryEncoder = model
@@ -311,7 +312,6 @@ def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
         from model.onnx_text import OnnxTextEncoder, Precision
 
         precision: Precision = "int8" if settings.query_encoder == "onnx-int8" else "fp32"
-        threads = query_threads(settings, model)
         try:
             encoder = OnnxTextEncoder.for_model(model, settings.query_graphs, precision, threads=threads)
         except Exception as e:  # noqa: BLE001 - any export/runtime failure: torch still answers
@@ -321,9 +321,7 @@ def query_encoder(settings: ServiceSettings, model: T2VParser) -> QueryEncoder:
     if encoder is model:
         log.info("query encoder: torch")
     else:
-        log.info("query encoder: %s, %d thread(s)", settings.query_encoder, query_threads(settings, model))
-    with torch.no_grad():
-        encoder.encode_texts(["warm up"])
+        log.info("query encoder: %s, %d thread(s)", settings.query_encoder, threads)
     return encoder
 
 

@@ -45,7 +45,6 @@ class FaissBackend(IndexLifecycle):
         """Called under the store's in-memory lock (the radii are updated in place)."""
         index = self.index
         if self.spec.type != "ivf-sq8" or vi.RADIUS_WEIGHT <= 0:
-            self._radii = None
             return vi.search(index, queries, k, threads)
         if self._radii is None or self._radii.index is not index:
             self._radii = vi.ListRadii(index)
