@@ -15,7 +15,6 @@ stage 1 / rerank / total p50 ms in-process (after encoding). `--probes 0` is the
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -26,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_search import exact_top10  # noqa: E402
+from bench.trained_store import add_store_args, captions  # noqa: E402
 from indexer.search.searcher import Searcher  # noqa: E402
-from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
 from indexer.store import Store  # noqa: E402
 from indexer.store import vector_index as vi  # noqa: E402
 from model import TextSets, create_model  # noqa: E402
@@ -35,9 +34,7 @@ from model import TextSets, create_model  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("store", help="a store kept by `bench_index.py synthetic --keep` (its index: ivf-sq8)")
-    p.add_argument("--data", nargs="+", default=["data/synth/test.jsonl"], help="captions (test splits)")
-    p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
+    add_store_args(p, "a store kept by `bench_index.py synthetic --keep` (its index: ivf-sq8)")
     p.add_argument("--weights", type=float, nargs="+", default=[0.0, vi.RADIUS_WEIGHT])
     p.add_argument("--probes", type=int, nargs="+", default=[0], help="lists per query vector (0: store's)")
     p.add_argument("--hits", type=int, nargs="+", default=[128], help="FAISS hits per query vector")
@@ -48,9 +45,8 @@ def main() -> None:
     spec = store.index_spec
     if spec.type != "ivf-sq8":
         sys.exit(f"error: the store's index is {spec.type}, not ivf-sq8")
-    lines = [x for f in args.data for x in Path(f).read_text().splitlines() if x.strip()]
     with torch.no_grad():
-        sets = model.encode_texts([json.loads(x)["caption"] for x in lines])  # (Q, n_t, D)
+        sets = model.encode_texts(captions(args.data))  # (Q, n_t, D)
     queries = [TextSets(vectors=v[None], mask=m[None]) for v, m in zip(sets.vectors, sets.mask, strict=True)]
     exact = exact_top10(store, queries)  # every clip scored exactly
     clips = store.stats().clips

@@ -19,7 +19,6 @@ same cap taken from the pooled keys (one normalised mean per clip, the `global-i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.trained_store import add_store_args, captions  # noqa: E402
 from indexer.search.searcher import Searcher  # noqa: E402
-from indexer.settings import DEMO_CHECKPOINT  # noqa: E402
 from indexer.store import Store  # noqa: E402
 from indexer.store import vector_index as vi  # noqa: E402
 from model import create_model  # noqa: E402
@@ -40,19 +39,15 @@ from model.scoring import alignment_terms  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("store", help="a store kept by `bench_index.py synthetic --keep`")
-    p.add_argument("--data", nargs="+", default=["data/synth/test.jsonl"], help="captions (test splits)")
-    p.add_argument("--checkpoint", default=str(DEMO_CHECKPOINT))
+    add_store_args(p, "a store kept by `bench_index.py synthetic --keep`")
     p.add_argument("--nlist", type=int, nargs="+", default=[256, 1024, 2048])
     p.add_argument("--probes", type=int, nargs="+", default=[4, 16])
     p.add_argument("--cap", type=int, nargs="+", default=[256, 512])
     args = p.parse_args()
     model = create_model(None, checkpoint=args.checkpoint).eval()
     store = Store.open(Path(args.store))
-    lines = [x for f in args.data for x in Path(f).read_text().splitlines() if x.strip()]
-    captions = [json.loads(x)["caption"] for x in lines]
     with torch.no_grad():
-        queries = [model.encode_texts([c]) for c in captions]
+        queries = [model.encode_texts([c]) for c in captions(args.data)]
     ids = store.live_clip_ids()
     mats = store.matrices(ids).astype(np.float32)  # (N, n_v, D)
     n, n_v, d = mats.shape
