@@ -38,7 +38,11 @@ class FaissBackend(IndexLifecycle):
 
     def rebuild(self, clips: Clips, index_type: str | None = None, fresh: bool = False) -> vi.IndexSpec:
         spec = super().rebuild(clips, index_type, fresh)
-        self._radii = None
+        # a rebuild holds only the write lock, so searches run meanwhile: drop the radii under the
+        # searches' lock, and only the old index's (a search may already have measured the new one)
+        with self._lock:
+            if self._radii is not None and self._radii.index is not self._index:
+                self._radii = None
         return spec
 
     def search(self, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,9 +50,10 @@ class FaissBackend(IndexLifecycle):
         index = self.index
         if self.spec.type != "ivf-sq8" or vi.RADIUS_WEIGHT <= 0:
             return vi.search(index, queries, k, threads)
-        if self._radii is None or self._radii.index is not index:
-            self._radii = vi.ListRadii(index)
-        return vi.search_bounded(self._radii, queries, k, threads)
+        radii = self._radii  # read once: the radii of the index searched, whatever else resets them
+        if radii is None or radii.index is not index:
+            radii = self._radii = vi.ListRadii(index)
+        return vi.search_bounded(radii, queries, k, threads)
 
     def vector_count(self) -> int:
         return int(self.index.ntotal)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch
 from indexer.search.searcher import Searcher
 from indexer.store import ClipSpan, NewVideo, Store
 from indexer.store import vector_index as vi
+from indexer.store.backends.faiss_local import FaissBackend
 from model import TextSets, one_query_scores, partial_alignment_scores
 
 DIM, N_V = 32, 6
@@ -367,6 +369,40 @@ def test_a_token_level_store_finds_clips_added_after_its_first_search(tmp_path: 
         assert again.index_spec.type == "ivf-sq8"
         found = Searcher(again, candidates_per_vector=32).search(text, top_k=3)
         assert [m.clip_id for m in found.moments] == [m.clip_id for m in after.moments]
+
+
+class _ResetWhenRead(vi.ListRadii):
+    """Radii whose index, when a search reads it, is the moment a rebuild (which holds only the
+    write lock) drops the backend's radii: the interleaving of the two threads, made deterministic."""
+
+    def __init__(self, index: faiss.Index, backend: FaissBackend) -> None:
+        self.backend = backend
+        super().__init__(index)
+
+    @property  # type: ignore[override]
+    def index(self) -> faiss.Index:
+        self.backend._radii = None
+        return self._index
+
+    @index.setter
+    def index(self, value: faiss.Index) -> None:
+        self._index = value
+
+
+def test_a_search_survives_a_rebuild_dropping_the_radii_meanwhile(tmp_path: Path) -> None:
+    """A search reads the radii once: a rebuild resetting them between its check and its use (the
+    search then passed None and failed) leaves it answering from the radii it checked."""
+    store, mats = _store(tmp_path / "s", 300, "flat")
+    store.rebuild_index("ivf-sq8")
+    backend = store._faiss
+    assert isinstance(backend, FaissBackend)
+    q = mats[:2, 0]
+    expected = store.candidates(q, 8)
+    backend._radii = _ResetWhenRead(backend.index, backend)
+    scores, ids = store.candidates(q, 8)
+    np.testing.assert_array_equal(ids, expected[1])
+    np.testing.assert_allclose(scores, expected[0], atol=1e-6)
+    store.close()
 
 
 def test_bounded_probing_edge_cases() -> None:
