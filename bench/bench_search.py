@@ -140,15 +140,21 @@ def make_queries(store: Store, corpus: Corpus, n: int, n_t: int, seed: int = 1) 
 def exact_top10(store: Store, queries: list[TextSets], threads: int = 2) -> list[set[int]]:
     """The reference: every live clip scored exactly, all queries batched per block of clips
     (`threads` torch threads: offline work, unlike the timed single-threaded searches)."""
+    ids, _ = exact_top(store, queries, threads)
+    return [set(r.tolist()) for r in ids]
+
+
+def exact_top(store: Store, queries: list[TextSets], threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(clip ids (Q, 10), exact scores (Q, 10)) of each query's ten best live clips, best first."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _exact_top10(store, queries)
+        return _exact_top(store, queries)
     finally:
         torch.set_num_threads(before)
 
 
-def _exact_top10(store: Store, queries: list[TextSets]) -> list[set[int]]:
+def _exact_top(store: Store, queries: list[TextSets]) -> tuple[np.ndarray, np.ndarray]:
     ids = store.live_clip_ids()
     text = torch.cat([q.vectors for q in queries])  # (Q, n_t, D)
     mask = torch.cat([q.mask for q in queries])
@@ -165,7 +171,7 @@ def _exact_top10(store: Store, queries: list[TextSets]) -> list[set[int]]:
         keep = np.argsort(-best, axis=1, kind="stable")[:, :10]
         best = np.take_along_axis(best, keep, 1)
         best_ids = np.take_along_axis(best_ids, keep, 1)
-    return [set(r.tolist()) for r in best_ids]
+    return best_ids, best
 
 
 def pct(xs: list[float], q: float) -> float:
