@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -111,8 +113,15 @@ def quantize_graph(fp32: Path, path: Path) -> Path:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with atomic_path(path) as out:
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    # the quantiser writes a scratch file named after its input beside it and removes it after:
+    # it reads a private link of `fp32`, or two processes filling one cache remove each other's
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".quantize-") as tmp, atomic_path(path) as out:
+        src = Path(tmp) / "fp32.onnx"
+        try:
+            os.link(fp32, src)  # same directory tree: no copy of a 400 MB graph
+        except OSError:
+            shutil.copyfile(fp32, src)
+        quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
     return path
 
 
@@ -136,10 +145,13 @@ class OnnxTextEncoder:
         path = Path(cache_dir) / f"query-{key}-{precision}.onnx"
 
         def export() -> None:
-            if not fp32.exists():
+            if precision == "fp32":
                 export_query_graph(model, fp32)
-            if precision == "int8":
-                quantize_graph(fp32, path)
+                return
+            # quantised from a checked fp32 graph: a damaged cached one is exported again (by its
+            # own load_checked), not quantised into an int8 graph that fails at every start
+            cls.for_model(model, cache_dir, "fp32", threads)
+            quantize_graph(fp32, path)
 
         return load_checked(
             path,

@@ -3,6 +3,9 @@ warmed at service start and used by /v1/search."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from model import T2VParser, one_query_scores
 from model.onnx_text import OnnxTextEncoder, graph_key
 from service.library import _build_model, query_threads
 from service.settings import ServiceSettings
-from tests.support import Server, server_settings, wait_job
+from tests.support import REPO, Server, server_settings, wait_job
 
 pytestmark = pytest.mark.slow  # one ONNX export (tens of seconds on a busy CPU)
 
@@ -176,6 +179,65 @@ def test_a_damaged_or_stale_cached_graph_is_exported_again(exported: dict, tmp_p
         with torch.no_grad():
             want = _rows(model.encode_texts([QUERIES[0]]))
         assert torch.allclose(_rows(enc.encode_texts([QUERIES[0]])), want, atol=1e-4), what
+
+
+def test_an_int8_graph_is_quantised_from_a_checked_fp32_graph(exported: dict, tmp_path: Path) -> None:
+    """A damaged fp32 graph left in the cache (a service ran with onnx-fp32 and the file was torn)
+    is exported again before the int8 graph is made from it, instead of failing at every start."""
+    model: T2VParser = exported["model"]
+    name = f"query-{graph_key(model)}-fp32.onnx"
+    good = (exported["cache"] / name).read_bytes()
+    cache = tmp_path / "onnx"
+    cache.mkdir()
+    (cache / name).write_bytes(good[: len(good) // 2])  # torn; no int8 graph yet
+    enc = OnnxTextEncoder.for_model(model, cache, "int8")
+    assert enc.agrees() and enc.precision == "int8"
+    assert (cache / name).read_bytes() == good
+
+
+# Each child quantises the same cached fp32 graph into its own file once every child is ready.
+_QUANTISE = """
+import sys, time
+from pathlib import Path
+from model.onnx_text import quantize_graph
+fp32, out, ready, go = (Path(a) for a in sys.argv[1:5])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+quantize_graph(fp32, out)
+"""
+
+
+def test_processes_quantising_one_cached_graph_at_once_all_succeed(exported: dict, tmp_path: Path) -> None:
+    """Two services starting with onnx-int8 on one graph directory quantise the same fp32 graph at
+    once: the quantiser's scratch file beside its input must not be shared (one process removed the
+    other's, which then served with torch)."""
+    fp32 = exported["cache"] / f"query-{graph_key(exported['model'])}-fp32.onnx"
+    cache = tmp_path / "onnx"
+    cache.mkdir()
+    shared = cache / fp32.name
+    shared.write_bytes(fp32.read_bytes())
+    go = tmp_path / "go"
+    procs = []
+    for i in range(4):
+        args = [str(shared), str(cache / f"int8-{i}.onnx"), str(tmp_path / f"ready-{i}"), str(go)]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _QUANTISE, *args], cwd=REPO, stderr=subprocess.PIPE, text=True
+            )
+        )
+    deadline = time.monotonic() + 120  # every child imported and waiting: then all start at once
+    while not all((tmp_path / f"ready-{i}").exists() for i in range(4)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a child did not start"
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-400:] for e in errors)
+    for i in range(4):
+        onnx.checker.check_model(str(cache / f"int8-{i}.onnx"))
+    assert sorted(f.name for f in cache.iterdir()) == sorted(
+        [shared.name, *(f"int8-{i}.onnx" for i in range(4))]
+    )
 
 
 def test_the_service_answers_with_torch_when_no_graph_can_be_exported(
