@@ -333,4 +333,8 @@ def open_library(settings: ServiceSettings) -> Library:
         ident["checkpoint_path"] = str(Path(settings.model.checkpoint).resolve())
     store = Store.open(settings.index_dir, ident, create=True, backend=settings.vectors.config())
     log.info("store %s opened", settings.index_dir)
-    return Library(settings, model, store)
+    try:
+        return Library(settings, model, store)
+    except BaseException:
+        store.close()  # a start that fails (the query encoder, its warm-up) leaves no store open
+        raise

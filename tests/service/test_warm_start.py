@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from indexer.search.searcher import Searcher
 from indexer.store import ClipSpan, NewVideo, Store
+from model import TextSets
 from service.library import open_library
 from service.settings import ServiceSettings
 
@@ -37,3 +40,28 @@ def test_the_service_measures_its_ivf_sq8_index_at_start(tmp_path: Path, tiny_ck
         assert hits and stages["candidates"] > 0
     finally:
         lib.close()
+
+
+def test_a_start_that_fails_closes_the_store_it_opened(
+    tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library opens the store before it warms the query encoder: when the warm-up fails the
+    start fails with that error, and the store it opened is closed, not left holding its files."""
+    settings = ServiceSettings(
+        index_dir=tmp_path / "store", var_dir=tmp_path / "var", model={"checkpoint": tiny_ckpt}
+    )
+    closed: list[Store] = []
+    real_close = Store.close
+
+    def spy(self: Store) -> None:
+        closed.append(self)
+        real_close(self)
+
+    def broken(self: Searcher, query: str) -> TextSets:
+        raise RuntimeError("the query encoder broke")
+
+    monkeypatch.setattr(Store, "close", spy)
+    monkeypatch.setattr(Searcher, "encode", broken)
+    with pytest.raises(RuntimeError, match="the query encoder broke"):
+        open_library(settings)
+    assert len(closed) == 1 and closed[0].root == settings.index_dir
