@@ -90,9 +90,13 @@ class Engine:
             if resumed:
                 log.info("resuming %d interrupted ingestion item(s)", resumed)
             lib = await self._run(open_library, self.settings)
-            # before anyone can upload: what no job and no video refers to is a leftover
-            await self._run(clean_uploads, self.settings.uploads, self._jobs, lib)
-            await self._run(lib.weak_below)  # calibrated before ready: no first search pays for it
+            try:
+                # before anyone can upload: what no job and no video refers to is a leftover
+                await self._run(clean_uploads, self.settings.uploads, self._jobs, lib)
+                await self._run(lib.weak_below)  # calibrated before ready: no first search pays for it
+            except BaseException:
+                await self._run(lib.close)  # the engine will not serve it: nothing keeps it open
+                raise
             self._lib = lib
             await self._run(self._refresh_gauges)
         except Exception as e:  # readiness reports it; the process stays up for /healthz

@@ -3,6 +3,7 @@ query does not pay the index's set-up (an ivf-sq8 index's list radii)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 from indexer.search.searcher import Searcher
 from indexer.store import ClipSpan, NewVideo, Store
 from model import TextSets
-from service.library import open_library
+from service.engine import Engine
+from service.library import Library, open_library
+from service.metrics import Metrics
 from service.settings import ServiceSettings
 
 
@@ -65,3 +68,34 @@ def test_a_start_that_fails_closes_the_store_it_opened(
     with pytest.raises(RuntimeError, match="the query encoder broke"):
         open_library(settings)
     assert len(closed) == 1 and closed[0].root == settings.index_dir
+
+
+def test_an_engine_whose_start_fails_after_opening_the_library_closes_it(
+    tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weak-match calibration runs after the library opened: when it fails, readiness reports
+    why and the library (its store) is closed, not left open by an engine that will never serve it."""
+    settings = ServiceSettings(
+        index_dir=tmp_path / "store", var_dir=tmp_path / "var", model={"checkpoint": tiny_ckpt}
+    )
+    closed: list[Library] = []
+    real_close = Library.close
+
+    def spy(self: Library) -> None:
+        closed.append(self)
+        real_close(self)
+
+    def broken(self: Library) -> float | None:
+        raise RuntimeError("calibration broke")
+
+    monkeypatch.setattr(Library, "close", spy)
+    monkeypatch.setattr(Library, "weak_below", broken)
+    engine = Engine(settings, Metrics())
+
+    async def run() -> None:
+        await engine.start()
+        await engine.stop()
+
+    asyncio.run(run())
+    assert engine.load_error == "RuntimeError: calibration broke"
+    assert len(closed) == 1
