@@ -83,6 +83,8 @@ def main() -> None:
             valid = q.mask[0].numpy()
             b, n = best[qi][valid], above[qi][valid]  # (m,)
             rel = b >= s10[qi]
+            if not rel.any():  # the best clip's score <= its best cosine: some vector reaches S10
+                sys.exit(f"error: no query vector reaches S10 for caption {qi}: the score bound is broken")
             view = np.arange(len(b)) >= len(b) - k
             relevant.append(int(rel.sum()))
             views.append(int((rel & view).sum()))
