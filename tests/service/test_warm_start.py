@@ -45,29 +45,38 @@ def test_the_service_measures_its_ivf_sq8_index_at_start(tmp_path: Path, tiny_ck
         lib.close()
 
 
+def _settings(tmp_path: Path, ckpt: Path) -> ServiceSettings:
+    return ServiceSettings(index_dir=tmp_path / "store", var_dir=tmp_path / "var", model={"checkpoint": ckpt})
+
+
+def _closed(monkeypatch: pytest.MonkeyPatch, cls: type[Store] | type[Library]) -> list[object]:
+    """The objects of `cls` closed from now on (their close still runs)."""
+    closed: list[object] = []
+    real_close = cls.close
+
+    def spy(self: Store | Library) -> None:
+        closed.append(self)
+        real_close(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cls, "close", spy)
+    return closed
+
+
 def test_a_start_that_fails_closes_the_store_it_opened(
     tmp_path: Path, tiny_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The library opens the store before it warms the query encoder: when the warm-up fails the
     start fails with that error, and the store it opened is closed, not left holding its files."""
-    settings = ServiceSettings(
-        index_dir=tmp_path / "store", var_dir=tmp_path / "var", model={"checkpoint": tiny_ckpt}
-    )
-    closed: list[Store] = []
-    real_close = Store.close
-
-    def spy(self: Store) -> None:
-        closed.append(self)
-        real_close(self)
+    settings = _settings(tmp_path, tiny_ckpt)
+    closed = _closed(monkeypatch, Store)
 
     def broken(self: Searcher, query: str) -> TextSets:
         raise RuntimeError("the query encoder broke")
 
-    monkeypatch.setattr(Store, "close", spy)
     monkeypatch.setattr(Searcher, "encode", broken)
     with pytest.raises(RuntimeError, match="the query encoder broke"):
         open_library(settings)
-    assert len(closed) == 1 and closed[0].root == settings.index_dir
+    assert len(closed) == 1 and isinstance(closed[0], Store) and closed[0].root == settings.index_dir
 
 
 def test_an_engine_whose_start_fails_after_opening_the_library_closes_it(
@@ -75,20 +84,12 @@ def test_an_engine_whose_start_fails_after_opening_the_library_closes_it(
 ) -> None:
     """The weak-match calibration runs after the library opened: when it fails, readiness reports
     why and the library (its store) is closed, not left open by an engine that will never serve it."""
-    settings = ServiceSettings(
-        index_dir=tmp_path / "store", var_dir=tmp_path / "var", model={"checkpoint": tiny_ckpt}
-    )
-    closed: list[Library] = []
-    real_close = Library.close
-
-    def spy(self: Library) -> None:
-        closed.append(self)
-        real_close(self)
+    settings = _settings(tmp_path, tiny_ckpt)
+    closed = _closed(monkeypatch, Library)
 
     def broken(self: Library) -> float | None:
         raise RuntimeError("calibration broke")
 
-    monkeypatch.setattr(Library, "close", spy)
     monkeypatch.setattr(Library, "weak_below", broken)
     engine = Engine(settings, Metrics())
 
