@@ -23,7 +23,7 @@ import numpy as np
 
 from indexer.media.opened import MediaRefused, OpenedMedia, open_media
 from indexer.media.sampling import sample_frames_selective
-from indexer.media.video import VideoError, probe, segment_times
+from indexer.media.video import SampledFrames, VideoError, probe, segment_times, video_stream_end
 from indexer.store import ClipSpan, NewVideo, Store, StoreError
 from indexer.text.lines import TrackReport, VideoText
 from model import PreprocessCfg, T2VParser
@@ -240,34 +240,34 @@ def _prepare_opened(
     dup = check_duplicate(path, digest)
     if dup is not None:
         return dup
-    spans = clip_windows(info.duration, plan.window, plan.stride)
-    times = [t for s in spans for t in segment_times(s.start, s.end, plan.frames_per_clip)]
-    # overlapping windows share sample times: decode each distinct time once
-    uniq, inverse = np.unique(np.round(np.asarray(times), 6), return_inverse=True)
-    need = len(uniq) * plan.pre.size * plan.pre.size * 3
-    if need > lim.max_frame_bytes:
-        return IngestResult(
-            str(path),
-            "failed",
-            reason=f"too long to sample at once: {len(uniq)} frames need {need >> 20} MiB "
-            f"(limit {lim.max_frame_bytes >> 20} MiB); split the video or use a longer stride",
-        )
-    try:
-        sampled = sample_frames_selective(opened.name, uniq.tolist(), plan.pre, info.fps, fds=opened.fds)
-    except VideoError as e:
-        return IngestResult(str(path), "failed", reason=e.reason)
+    duration = info.duration
+    got = _sample(opened, duration, info.fps, plan)
+    if isinstance(got, str):
+        return IngestResult(str(path), "failed", reason=got)
+    spans, uniq, inverse, sampled = got
     last_pts = max(sampled.pts)
-    if last_pts < uniq[-1] - max(1.0, 0.1 * info.duration):
-        return IngestResult(
-            str(path),
-            "failed",
-            reason=f"truncated or corrupt: frames end at {last_pts:.1f}s of {info.duration:.1f}s",
-        )
+    if _ends_early(last_pts, uniq, duration):
+        # the container's duration is its longest stream's: a picture may end before the sound
+        # without damage. Then the clips cover the picture; cut-off packets stay an error.
+        end = video_stream_end(opened.name, opened.fds, info.fps)
+        if end is not None and end <= last_pts + max(1.0, 0.1 * end):
+            duration = min(duration, max(end, last_pts + (1.0 / info.fps if info.fps > 0 else 0.0)))
+            got = _sample(opened, duration, info.fps, plan)
+            if isinstance(got, str):
+                return IngestResult(str(path), "failed", reason=got)
+            spans, uniq, inverse, sampled = got
+            last_pts = max(sampled.pts)
+        if _ends_early(last_pts, uniq, duration):
+            return IngestResult(
+                str(path),
+                "failed",
+                reason=f"truncated or corrupt: frames end at {last_pts:.1f}s of {info.duration:.1f}s",
+            )
     video = NewVideo(
         path=str(opened.real_path),
         title=item.title or path.stem,
         content_hash=digest,
-        duration=info.duration,
+        duration=duration,
         fps=info.fps,
         width=info.width,
         height=info.height,
@@ -277,3 +277,31 @@ def _prepare_opened(
     )
     gather = inverse.reshape(len(spans), plan.frames_per_clip)  # (C, T)
     return Prepared(item, video, spans, sampled.frames, gather, t0, [None] * len(spans), len(spans))
+
+
+def _ends_early(last_pts: float, times: np.ndarray, duration: float) -> bool:
+    """Did decoding stop well before the last sample time (more than 1 s or 10% of the video)?"""
+    return last_pts < times[-1] - max(1.0, 0.1 * duration)
+
+
+def _sample(
+    opened: OpenedMedia, duration: float, fps: float, plan: ClipPlan
+) -> tuple[list[ClipSpan], np.ndarray, np.ndarray, SampledFrames] | str:
+    """The clip windows of `duration` seconds and their frames, decoded once per distinct sample
+    time: (spans, distinct times (U,), each clip frame's index into them, frames), or why not."""
+    lim = plan.limits
+    spans = clip_windows(duration, plan.window, plan.stride)
+    times = [t for s in spans for t in segment_times(s.start, s.end, plan.frames_per_clip)]
+    # overlapping windows share sample times: decode each distinct time once
+    uniq, inverse = np.unique(np.round(np.asarray(times), 6), return_inverse=True)
+    need = len(uniq) * plan.pre.size * plan.pre.size * 3
+    if need > lim.max_frame_bytes:
+        return (
+            f"too long to sample at once: {len(uniq)} frames need {need >> 20} MiB "
+            f"(limit {lim.max_frame_bytes >> 20} MiB); split the video or use a longer stride"
+        )
+    try:
+        sampled = sample_frames_selective(opened.name, uniq.tolist(), plan.pre, fps, fds=opened.fds)
+    except VideoError as e:
+        return e.reason
+    return spans, uniq, inverse, sampled

@@ -139,6 +139,35 @@ def probe(path: str | Path, fds: Sequence[int] = ()) -> VideoInfo:
     return VideoInfo(str(p), duration, fps, int(dims.group(1)), int(dims.group(2)), codec, size)
 
 
+_TIME = re.compile(r"time=\s*(\d+):(\d+):(\d+(?:\.\d+)?)")
+# what ffmpeg says when a stream's packets are cut off or damaged (not when a stream just ends)
+_DAMAGE = ("partial file", "corrupt", "Invalid data", "error", "truncat")
+
+
+def video_stream_end(path: str | Path, fds: Sequence[int] = (), fps: float = 0.0) -> float | None:
+    """Where the first video stream's packets end (seconds, the last one's time plus a frame), read
+    by copying them without decoding; None when ffmpeg reports cut-off or damaged packets.
+
+    The container's duration (what `probe` reads) is its longest stream's: a recording whose sound
+    outlasts its picture ends its frames early without being damaged."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+        + ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=600,
+        pass_fds=tuple(fds),
+    )
+    err = proc.stderr
+    lowered = err.lower()
+    times = _TIME.findall(err)
+    if proc.returncode != 0 or not times or any(word.lower() in lowered for word in _DAMAGE):
+        return None
+    h, m, sec = times[-1]
+    return int(h) * 3600 + int(m) * 60 + float(sec) + (1.0 / fps if fps > 0 else 0.0)
+
+
 def segment_times(
     start: float, end: float, frames: int, mode: str = "middle", rng: random.Random | None = None
 ) -> list[float]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from indexer.corpora.lavfi import render_lavfi
 from indexer.ingest.pipeline import IngestLimits, Ingestor, IngestProgress
 from indexer.store import Store, store_identity
 from model import create_model
@@ -39,6 +40,49 @@ def test_ingest_file_then_duplicate_and_progress(model: torch.nn.Module, tmp_pat
     video = store.get_video(first.video_id or 0)
     assert video is not None and video.title == "A" and video.num_clips == 4
     assert store.verify().ok
+    store.close()
+
+
+def test_a_picture_shorter_than_its_sound_is_indexed_and_cut_off_data_is_not(
+    model: torch.nn.Module, tmp_path: Path
+) -> None:
+    """The container's duration is its longest stream's: 4 s of picture with 9 s of sound (a
+    recording that kept the microphone on) is indexed over its picture, not refused as truncated;
+    a file whose header promises frames its data no longer holds still fails."""
+    talk = render_lavfi(
+        tmp_path / "talk.mp4",
+        "testsrc=s=96x64:d=4:r=8",
+        extra=("-f", "lavfi", "-i", "sine=d=9", "-pix_fmt", "yuv420p", "-c:a", "aac"),
+    )
+    whole = render_lavfi(
+        tmp_path / "whole.mp4",
+        "testsrc=s=96x64:d=25:r=8",
+        extra=(
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ),
+    )
+    cut = tmp_path / "cut.mp4"  # the index (moov) first: it promises 25 s the data no longer holds
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.4)])
+    store = Store.open(tmp_path / "idx", store_identity(model), create=True)
+    ing = Ingestor(store, model, window=2, stride=1)
+    done = ing.ingest_file(talk)
+    assert done.status == "done", done.reason
+    video = store.get_video(done.video_id or 0)
+    assert video is not None and video.duration == pytest.approx(4.0, abs=0.2)
+    clips = store.clips_of(video.id)
+    assert len(clips) == 3 and max(c.end for c in clips) == pytest.approx(4.0, abs=0.2)
+    failed = ing.ingest_file(cut)
+    assert failed.status == "failed" and "truncated or corrupt" in failed.reason
+    assert store.verify().ok and store.stats().videos == 1
     store.close()
 
 
