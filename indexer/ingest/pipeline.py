@@ -161,7 +161,8 @@ class Ingestor:
                     f.cancel()
         finally:
             # the end marker must arrive however long the consumer's current batch takes (a
-            # ViT-B/32 batch on CPU takes seconds); only a consumer that has stopped needs none
+            # ViT-B/32 batch on CPU takes seconds); once stopped, the consumer ends when this
+            # thread has and the queue is empty
             while True:
                 try:
                     out.put(None, timeout=0.2)
@@ -238,7 +239,14 @@ class Ingestor:
         producer.start()
         try:
             while True:
-                got = q.get()
+                try:
+                    got = q.get(timeout=0.2)
+                except queue.Empty:
+                    # a producer that `stop` ended while the queue was full sent no end marker:
+                    # what it queued is still taken, then the run ends
+                    if producer.is_alive() or not q.empty():
+                        continue
+                    break
                 if got is None:
                     break
                 if isinstance(got, IngestResult):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from pathlib import Path
@@ -97,6 +98,48 @@ def test_limits_and_stop(model: torch.nn.Module, tmp_path: Path) -> None:
     assert Ingestor(store, model).ingest_many([v], stop=stop) == []
     with pytest.raises(ValueError, match="unsearchable"):
         Ingestor(store, model, window=2, stride=5)
+    store.close()
+
+
+def test_stop_while_the_queue_is_full_ends_the_run(model: torch.nn.Module, tmp_path: Path) -> None:
+    """`stop` set while the decode side waits on a full queue: the decode side ends without its end
+    marker, and the run still ends (it waited for a marker forever), keeping every video that was
+    decoded before the stop."""
+    videos = [
+        colour_video(tmp_path / f"v{i}.mp4", c, 2) for i, c in enumerate(["red", "green", "blue", "white"])
+    ]
+    store = Store.open(tmp_path / "idx", store_identity(model), create=True)
+    ing = Ingestor(store, model, window=2, stride=1, batch_size=1, queue_size=1, decode_workers=1)
+    stop, producer_done = threading.Event(), threading.Event()
+    real_producer, real_encode = ing._producer, ing._encode
+    handed: list[queue.Queue[object]] = []
+
+    def producer(items: object, out: queue.Queue[object], stop_: threading.Event) -> None:
+        handed.append(out)
+        try:
+            real_producer(items, out, stop_)  # type: ignore[arg-type]
+        finally:
+            producer_done.set()
+
+    def encode(*args: object) -> None:
+        if not stop.is_set():  # the first batch: once the next video waits in the full queue, stop
+            deadline = time.monotonic() + 60
+            while not handed[0].full():
+                assert time.monotonic() < deadline, "the decode side did not fill the queue"
+                time.sleep(0.01)
+            stop.set()
+            assert producer_done.wait(60)  # it gave up on the full queue: no end marker
+        real_encode(*args)  # type: ignore[arg-type]
+
+    ing._producer, ing._encode = producer, encode  # type: ignore[method-assign]
+    results: list[object] = []
+    run = threading.Thread(target=lambda: results.extend(ing.ingest_many(videos, stop=stop)), daemon=True)
+    run.start()
+    run.join(60)
+    assert not run.is_alive(), "ingest_many did not return after stop"
+    done = [r for r in results if getattr(r, "status", None) == "done"]
+    assert 1 <= len(done) < len(videos) and store.stats().videos == len(done)
+    assert store.verify().ok
     store.close()
 
 
