@@ -99,12 +99,14 @@ class IndexLifecycle:
         self._index = index
 
     def catch_up(self, committed: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Add every committed clip (ids in order) above the index's largest id."""
+        """Add every committed clip (ids in order) above the index's largest id.
+
+        Not `dirty`: the clips are other processes' commits (this process's own mark it when they
+        commit), so a reader's close does not wait for the write lock to save an index it only read."""
         missing = committed[committed > vi.max_id(self.index)].copy()
         for start in range(0, len(missing), CHUNK):
             chunk = missing[start : start + CHUNK]
             vi.add_clips(self.index, chunk, matrices(chunk), vi.is_pooled(self.spec))
-            self.dirty = True
 
     def _fresh(self, spec: vi.IndexSpec, clips: Clips, train: np.ndarray | None = None) -> faiss.Index:
         if train is None and spec.type in vi.IVF_TYPES:

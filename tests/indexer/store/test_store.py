@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,27 @@ def test_commits_missing_from_saved_faiss_are_caught_up(tmp_path: Path) -> None:
     index_file.write_bytes(b"garbage")
     with Store.open(tmp_path, identity()) as third:
         assert third.stats().index_vectors == 10 * NV and third.verify().ok
+
+
+def test_a_reader_closes_at_once_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    """A reader (`t2v search`) that only caught up with another process's commits has nothing to
+    save: its close does not wait for the write lock a long writer (a compaction, an upgrade's
+    training) holds; it waited up to 120 s, then raised, and the search printed nothing."""
+    rng = np.random.default_rng(3)
+    writer = Store.open(tmp_path, identity(), create=True)
+    for i in range(4):
+        add(writer, rng, i)  # committed, not flushed: the reader catches them up
+    with open(tmp_path / "write.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another writer's long operation
+        reader = Store.open(tmp_path, identity())
+        assert reader.stats().clips == 8
+        closing = threading.Thread(target=reader.close, daemon=True)
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive(), "the reader's close waited for the write lock"
+    writer.close()
+    with Store.open(tmp_path, identity()) as again:  # the writer saved its own commits
+        assert again.stats().index_vectors == 8 * NV and again.verify().ok
 
 
 def test_verify_reports_disagreement(tmp_path: Path) -> None:
