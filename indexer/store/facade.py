@@ -307,7 +307,7 @@ class Store:
         """Under the write lock, after a commit: replace an automatically chosen index the store
         has outgrown, and persist it at once so other processes switch too."""
         if self._faiss.outgrown(self._table.n):  # runs after every commit: counts, copies nothing
-            self._faiss.rebuild(self._view.clips())
+            self._faiss.rebuild(self._view.clips(), self._faiss.pinned_type())
             self._persist()
 
     def rebuild_index(self, index_type: str) -> dict[str, Any]:
@@ -326,6 +326,13 @@ class Store:
         with self._writing(), self._lock:
             old = self._faiss.generation
             removed, live = len(self._table.tombstones), self._table.live()
+            if index_type is not None:  # checked before anything is rewritten
+                spec = vi.choose_spec(len(live), self.vectors_per_clip, self.dim, index_type)
+                if not vi.trainable(spec, len(live), self.vectors_per_clip):
+                    raise StoreError(
+                        f"{len(live)} live clips are too few to train a {index_type!r} index "
+                        f"({spec.nlist} lists); compact without --index-type, or add videos first"
+                    )
             # 1. new segment files, durable, referenced by nothing yet
             files, places = self._segments.write_generation(old + 1, live, self._view.matrices)
             # 2. commit point: every clip moves to its new place in one transaction

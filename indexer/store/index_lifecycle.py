@@ -95,7 +95,12 @@ class IndexLifecycle:
             except RuntimeError:
                 index = None  # unreadable (torn by a crash): rebuilt from the matrices
         if index is None or index.d != self.dim or not vi.matches(index, self.spec):
-            index = self._fresh(self.spec, clips)
+            spec = self.spec
+            if not vi.trainable(spec, len(clips.ids()), self.vectors_per_clip):
+                # a pinned IVF type with too few clips for its lists (a store pinned before this
+                # was checked): searched exactly, never unopenable; the lists train once it grows
+                spec = vi.exact_fallback(spec)
+            index = self._fresh(spec, clips)
         self._index = index
 
     def catch_up(self, committed: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -159,8 +164,15 @@ class IndexLifecycle:
         """Has the store outgrown an automatically chosen index? (flat past its size -> global-ivf;
         IVF lists trained on under a quarter of today's clips)."""
         if self.manifest.get("index_pinned", False):
-            return False
+            # a pinned IVF type served exactly while it had too few clips: train it once it can
+            waiting = self._index is not None and not vi.matches(self._index, self.spec)
+            spec = vi.choose_spec(clips, self.vectors_per_clip, self.dim, self.spec.type)
+            return waiting and vi.trainable(spec, clips, self.vectors_per_clip)
         return vi.needs_rebuild(self.spec, clips, self.vectors_per_clip, self.dim)
+
+    def pinned_type(self) -> str | None:
+        """The index type the store was pinned to (None: chosen by size)."""
+        return self.spec.type if self.manifest.get("index_pinned", False) else None
 
     def rebuild(self, clips: Clips, index_type: str | None = None, fresh: bool = False) -> vi.IndexSpec:
         """Replace the index by one of `index_type` (pinned from then on; None: chosen by size and

@@ -144,6 +144,20 @@ def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = 
     return IndexSpec("ivf", nlist=nlist, nprobe=probes("ivf", nlist), trained_clips=clips)
 
 
+def trainable(spec: IndexSpec, clips: int, vectors_per_clip: int) -> bool:
+    """Can `spec`'s inverted lists be trained on `clips` stored clips (a vector per list at least)?"""
+    if spec.type not in IVF_TYPES:
+        return True
+    vectors = clips * (1 if is_pooled(spec) else vectors_per_clip)
+    return clips > 0 and vectors >= spec.nlist
+
+
+def exact_fallback(spec: IndexSpec) -> IndexSpec:
+    """The exact index of the same keys as `spec` (every row, or one pooled row per clip): what a
+    store serves while a pinned IVF type has too few clips to train its lists on."""
+    return IndexSpec("global" if is_pooled(spec) else "flat")
+
+
 def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int) -> bool:
     """For an automatically chosen index: has the store outgrown it? An index past its size range
     (flat -> ivf-sq8 -> global-ivf), or IVF lists trained on a quarter of today's clips (too few

@@ -52,6 +52,8 @@ class FaissBackend(IndexLifecycle):
             return vi.search(index, queries, k, threads)
         radii = self._radii  # read once: the radii of the index searched, whatever else resets them
         if radii is None or radii.index is not index:
+            if not vi.matches(index, self.spec):  # the exact stand-in of lists too few clips can train
+                return vi.search(index, queries, k, threads)
             radii = self._radii = vi.ListRadii(index)
         return vi.search_bounded(radii, queries, k, threads)
 

@@ -508,6 +508,9 @@ class QdrantBackend:
     def outgrown(self, clips: int) -> bool:
         return False  # the engine indexes as it grows
 
+    def pinned_type(self) -> str | None:
+        return None  # the engine's own index: nothing to pin
+
     def rebuild(self, clips: Clips, index_type: str | None = None) -> vi.IndexSpec:
         """Every live clip exported again into an emptied collection."""
         if not self.config.write:

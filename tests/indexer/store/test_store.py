@@ -21,6 +21,7 @@ from indexer.store import (
     StoreError,
     VideoNotInStoreError,
 )
+from indexer.store import vector_index as vi
 from model import TextSets
 
 D, NV = 16, 6
@@ -260,6 +261,40 @@ def test_compact_to_ivf_keeps_search_working(tmp_path: Path) -> None:
         q = TextSets(vectors=torch.from_numpy(s.matrices(ids[:1]).astype(np.float32)[:, :3]),
                      mask=torch.ones(1, 3, dtype=torch.bool))  # fmt: skip
         assert Searcher(s).search(q, top_k=1).moments[0].clip_id == int(ids[0])
+
+
+def test_a_pinned_ivf_type_with_too_few_clips_never_leaves_the_store_unopenable(tmp_path: Path) -> None:
+    """Compacting to an IVF type whose lists the live clips cannot train is refused before anything
+    is rewritten (it committed the new generation, then every open failed training). A store pinned
+    to an IVF type while it has too few clips (created so, or by older code) opens and searches
+    exactly, and trains the pinned type once it has grown enough."""
+    rng = np.random.default_rng(4)
+    store = Store.open(tmp_path / "a", identity(), create=True)
+    ids = [add(store, rng, i, clips=1)[0] for i in range(5)]
+    for vid in ids[1:]:
+        store.remove_video(vid)
+    generation = store.stats().generation
+    with pytest.raises(StoreError, match="too few to train a 'global-ivf' index"):
+        store.compact("global-ivf")
+    assert store.stats().generation == generation and store.stats().clips == 1
+    store.close()
+    with Store.open(tmp_path / "a", identity()) as again:
+        assert again.verify().ok and again.index_spec.type != "global-ivf"
+
+    pinned = Store.open(tmp_path / "b", identity(), create=True, index_type="ivf-sq8")  # nothing to train on
+    rng = np.random.default_rng(5)
+    _, first = add(pinned, rng, 0, clips=1)
+    hit = Searcher(pinned).search(
+        TextSets(vectors=torch.from_numpy(first[:, :2]), mask=torch.ones(1, 2, dtype=torch.bool)), top_k=1
+    )
+    assert hit.moments[0].video_id == 1
+    pinned.close()
+    with Store.open(tmp_path / "b", identity()) as b:  # reopens; grows until the lists can train
+        assert b.index_spec.type == "ivf-sq8"
+        for i in range(1, 40):
+            add(b, rng, i, clips=2)
+        assert vi.matches(b._faiss.index, b.index_spec) and b.index_spec.type == "ivf-sq8"
+        assert b.verify().ok
 
 
 def test_clip_windows() -> None:
