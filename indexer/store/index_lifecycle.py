@@ -150,12 +150,15 @@ class IndexLifecycle:
             layout.write_manifest(self.root, self.manifest)
 
     def start_generation(self, clips: int, index_type: str | None) -> None:
-        """Compaction committed a new generation of `clips` clips: record its index type (chosen
-        by size unless given, which pins it) and drop the old index; the next load builds it."""
+        """Compaction committed a new generation of `clips` clips: record its index type (given:
+        pinned from then on; else a pinned store keeps its type, an unpinned one is chosen by
+        size) and drop the old index; the next load builds it."""
+        disk = layout.read_manifest(self.root)  # under the write lock: another opener may have pinned
+        if index_type is None and disk.get("index_pinned", False):
+            index_type = str(disk["index"]["type"])
         spec = vi.choose_spec(clips, self.vectors_per_clip, self.dim, index_type)
         self.manifest["index"] = spec.to_dict()
-        if index_type is not None:
-            self.manifest["index_pinned"] = True
+        self.manifest["index_pinned"] = index_type is not None
         layout.write_manifest(self.root, self.manifest)
         self._index = None
 

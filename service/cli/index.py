@@ -312,7 +312,8 @@ def compact(
         None,
         help="pin the first-stage FAISS index: 'flat' (every row, exact), 'global' (one pooled vector "
         "per clip, exact), 'global-ivf' (pooled, inverted lists), 'ivf-sq8', 'ivf', 'ivf-pq' or 'hnsw' "
-        "(every row). Default: by size - 'flat' while rows x D <= 2^20, 'ivf-sq8' (every row, 8-bit "
+        "(every row). Default: a pinned store keeps its type; else by size - 'flat' while rows x D "
+        "<= 2^20, 'ivf-sq8' (every row, 8-bit "
         "codes in inverted lists) up to 2^27, then 'global-ivf'; IVF lists retrained as the store grows 4x",
     ),
 ) -> None:

@@ -297,6 +297,21 @@ def test_a_pinned_ivf_type_with_too_few_clips_never_leaves_the_store_unopenable(
         assert b.verify().ok
 
 
+def test_compacting_a_pinned_store_keeps_its_type(tmp_path: Path) -> None:
+    """`t2v index compact` without a type on a pinned store keeps the pinned type (it chose one by
+    size and kept the pin, freezing the store on a type it never asked for)."""
+    rng = np.random.default_rng(6)
+    store = Store.open(tmp_path, identity(), create=True)
+    ids = [add(store, rng, i)[0] for i in range(30)]
+    store.compact("hnsw")
+    store.remove_video(ids[0])
+    out = store.compact()
+    assert out["index"]["type"] == "hnsw" and store.index_spec.type == "hnsw"
+    store.close()
+    with Store.open(tmp_path, identity()) as again:
+        assert again.index_spec.type == "hnsw" and again.stats().clips == 58 and again.verify().ok
+
+
 def test_clip_windows() -> None:
     assert clip_windows(3.0, 10, 5) == [ClipSpan(0.0, 3.0)]
     assert clip_windows(10.0, 10, 5) == [ClipSpan(0.0, 10.0)]
