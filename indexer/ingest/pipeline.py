@@ -115,10 +115,7 @@ class Ingestor:
     # ------------------------------------------------------------ decode side (thread)
     def _prepare(self, item: IngestItem) -> Prepared | IngestResult:
         # duplicates within this run are settled in input order by _producer
-        got = prepare_video(item, self.plan, partial(stored_duplicate, self.store))
-        if isinstance(got, Prepared) and self.text is not None:
-            got.text = self.text.extract(Path(got.video.path), got.video.width, got.video.height)
-        return got
+        return prepare_video(item, self.plan, partial(stored_duplicate, self.store), self.text)
 
     def _producer(
         self,

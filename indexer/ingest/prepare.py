@@ -25,6 +25,7 @@ from indexer.media.opened import MediaRefused, OpenedMedia, open_media
 from indexer.media.sampling import sample_frames_selective
 from indexer.media.video import SampledFrames, VideoError, probe, segment_times, video_stream_end
 from indexer.store import ClipSpan, NewVideo, Store, StoreError
+from indexer.text.extract import TextExtractor
 from indexer.text.lines import TrackReport, VideoText
 from model import PreprocessCfg, T2VParser
 
@@ -191,8 +192,10 @@ def prepare_video(
     item: IngestItem,
     plan: ClipPlan,
     check_duplicate: Callable[[Path, str], IngestResult | None],
+    text: TextExtractor | None = None,
 ) -> Prepared | IngestResult:
-    """Probe, check limits, hash, then sample every clip's frames in one decode pass.
+    """Probe, check limits, hash, then sample every clip's frames in one decode pass, and read the
+    text tracks (`text`: when given) from the same opened file.
 
     check_duplicate(path, content_hash) returns a 'duplicate' result to skip the file before any
     decoding.
@@ -205,7 +208,11 @@ def prepare_video(
     except MediaRefused as e:
         return IngestResult(str(item.path), "failed", reason=e.reason)
     with opened:
-        return _prepare_opened(item, opened, plan, check_duplicate, t0)
+        got = _prepare_opened(item, opened, plan, check_duplicate, t0)
+        if isinstance(got, Prepared) and text is not None:
+            # through the descriptor, like the frames: a name swapped since cannot feed the text
+            got.text = text.extract(opened.real_path, got.video.width, got.video.height, opened, item.roots)
+        return got
 
 
 def _prepare_opened(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.media.opened import OpenedMedia
 from indexer.media.video import probe
 from indexer.text.lines import Source, TextLine, TrackReport, VideoText
 from indexer.text.ocr import OcrUnavailable, read_on_screen
@@ -15,6 +17,14 @@ from indexer.text.settings import TextSettings
 from indexer.text.speech import SpeechEngine, SpeechUnavailable, read_audio, speech_engine
 from indexer.text.streams import Stream, list_streams
 from indexer.text.subtitles import read_subtitles
+
+
+@dataclass(frozen=True)
+class Media:
+    """What ffmpeg reads a video's streams from: a name, and the descriptors it must inherit."""
+
+    name: str
+    fds: tuple[int, ...] = ()
 
 
 class TextExtractor:
@@ -27,13 +37,24 @@ class TextExtractor:
         self._engine_error: str | None = None
         self._asr_lock = threading.Lock()
 
-    def extract(self, video: Path, width: int, height: int) -> VideoText:
+    def extract(
+        self,
+        video: Path,
+        width: int,
+        height: int,
+        opened: OpenedMedia | None = None,
+        roots: Sequence[Path] | None = None,
+    ) -> VideoText:
+        """The text tracks of `video`. opened: the file as ingestion opened it (every read goes
+        through its descriptor, never the name again, as for the frames); roots: sidecar files
+        must be real files inside them."""
         s = self.settings
-        streams = list_streams(video)
+        media = Media(str(video) if opened is None else opened.name, () if opened is None else opened.fds)
+        streams = list_streams(media.name, media.fds)
         out = VideoText()
-        self._run(out, "subtitles", s.subtitles, lambda: self._subtitles(video, streams))
-        self._run(out, "speech", s.speech, lambda: self._speech(video, streams))
-        self._run(out, "ocr", s.ocr, lambda: self._ocr(video, width, height))
+        self._run(out, "subtitles", s.subtitles, lambda: self._subtitles(video, streams, media, roots))
+        self._run(out, "speech", s.speech, lambda: self._speech(media, streams))
+        self._run(out, "ocr", s.ocr, lambda: self._ocr(media, width, height))
         return out
 
     @staticmethod
@@ -65,15 +86,17 @@ class TextExtractor:
         )
 
     @staticmethod
-    def _subtitles(video: Path, streams: list[Stream]) -> tuple[list[TextLine], str]:
-        lines, notes = read_subtitles(video, streams)
+    def _subtitles(
+        video: Path, streams: list[Stream], media: Media, roots: Sequence[Path] | None
+    ) -> tuple[list[TextLine], str]:
+        lines, notes = read_subtitles(video, streams, media.name, media.fds, roots)
         return lines, "; ".join(notes) if notes else "no subtitle stream or sidecar file"
 
-    def _speech(self, video: Path, streams: list[Stream]) -> tuple[list[TextLine], str]:
+    def _speech(self, media: Media, streams: list[Stream]) -> tuple[list[TextLine], str]:
         audio = [s for s in streams if s.kind == "audio"]
         if not audio:
             return [], "no audio stream"
-        pcm = read_audio(video, audio[0].index)
+        pcm = read_audio(media.name, audio[0].index, media.fds)
         with self._asr_lock:
             if self._engine is None and self._engine_error is None:
                 try:
@@ -85,9 +108,11 @@ class TextExtractor:
             lines = self._engine.transcribe(pcm)
         return lines, f"{self._engine.name}, {len(pcm) / 16000:.1f}s of audio"
 
-    def _ocr(self, video: Path, width: int, height: int) -> tuple[list[TextLine], str]:
+    def _ocr(self, media: Media, width: int, height: int) -> tuple[list[TextLine], str]:
         s = self.settings
-        lines, stats = read_on_screen(video, width, height, s.ocr_interval, s.ocr_lang, s.ocr_min_confidence)
+        lines, stats = read_on_screen(
+            media.name, width, height, s.ocr_interval, s.ocr_lang, s.ocr_min_confidence, media.fds
+        )
         return lines, f"{stats.read} of {stats.frames} sampled frames read (the others did not change)"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +45,18 @@ def _scaled(width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
-def sample_grey(video: Path, width: int, height: int, interval: float) -> tuple[np.ndarray, list[float]]:
-    """(n, h, w) uint8 grey frames at 0, interval, 2*interval, ... and their times."""
+def sample_grey(
+    video: str | Path, width: int, height: int, interval: float, fds: Sequence[int] = ()
+) -> tuple[np.ndarray, list[float]]:
+    """(n, h, w) uint8 grey frames at 0, interval, 2*interval, ... and their times (fds:
+    descriptors ffmpeg inherits)."""
     w, h = _scaled(width, height)
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(video), "-an", "-sn"]
         + ["-vf", f"fps=1/{interval:g}:round=down,scale={w}:{h},format=gray", "-f", "rawvideo", "pipe:1"],
         capture_output=True,
         timeout=3600,
+        pass_fds=tuple(fds),
     )
     if proc.returncode != 0:
         raise ValueError(proc.stderr.decode(errors="replace").strip()[-300:] or "ffmpeg failed")
@@ -138,10 +143,16 @@ def timed_lines(times: list[float], texts: list[list[str]], interval: float) -> 
 
 
 def read_on_screen(
-    video: Path, width: int, height: int, interval: float, lang: str, min_conf: float
+    video: str | Path,
+    width: int,
+    height: int,
+    interval: float,
+    lang: str,
+    min_conf: float,
+    fds: Sequence[int] = (),
 ) -> tuple[list[TextLine], OcrStats]:
     tesseract_exe()  # before decoding anything
-    frames, times = sample_grey(video, width, height, interval)
+    frames, times = sample_grey(video, width, height, interval, fds)
     keep = changed_frames(frames)
     texts = read_text([frames[i] for i in keep], lang, min_conf)
     # an unchanged frame shows what the last read frame showed

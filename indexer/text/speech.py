@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -39,13 +40,14 @@ class SpeechEngine(Protocol):
         ...
 
 
-def read_audio(video: Path, stream_index: int) -> np.ndarray:
-    """One audio stream as (n,) int16 mono 16 kHz."""
+def read_audio(video: str | Path, stream_index: int, fds: Sequence[int] = ()) -> np.ndarray:
+    """One audio stream as (n,) int16 mono 16 kHz (fds: descriptors ffmpeg inherits)."""
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(video)]
         + ["-map", f"0:{stream_index}", "-ac", "1", "-ar", str(RATE), "-f", "s16le", "pipe:1"],
         capture_output=True,
         timeout=3600,
+        pass_fds=tuple(fds),
     )
     if proc.returncode != 0:
         raise ValueError(proc.stderr.decode(errors="replace").strip()[-300:] or "ffmpeg failed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,15 @@ class Stream:
     language: str  # '' when the container names none
 
 
-def list_streams(path: Path) -> list[Stream]:
+def list_streams(path: str | Path, fds: Sequence[int] = ()) -> list[Stream]:
+    """fds: descriptors ffmpeg inherits (`path` may be an `OpenedMedia.name`)."""
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
         capture_output=True,
         text=True,
         errors="replace",
         timeout=60,
+        pass_fds=tuple(fds),
     )
     return [
         Stream(int(m.group(1)), m.group(3).lower(), m.group(4), m.group(2) or "")

@@ -3,10 +3,13 @@ sidecar files next to the video (`name.srt`, `name.vtt`, `name.<lang>.srt|vtt`).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
+from indexer.media.opened import MediaRefused, open_media
 from indexer.media.video import ffmpeg_exe
 from indexer.text.lines import TextLine, clean
 from indexer.text.streams import Stream
@@ -61,19 +64,24 @@ def sidecars(video: Path) -> list[Path]:
     return sorted(found)
 
 
-def read_sidecar(path: Path) -> list[TextLine]:
-    if path.stat().st_size > MAX_SIDECAR_BYTES:
-        raise ValueError(f"{path.name} is larger than {MAX_SIDECAR_BYTES >> 20} MiB")
-    return parse_cues(path.read_bytes().decode("utf-8-sig", errors="replace"))
+def read_sidecar(path: Path, roots: Sequence[Path] | None = None) -> list[TextLine]:
+    """A sidecar file's cues, read as the video is (`open_media`): with `roots`, a symlink, a FIFO
+    or a file outside them is refused (MediaRefused), never followed."""
+    with open_media(path, roots) as f:
+        if f.size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"{path.name} is larger than {MAX_SIDECAR_BYTES >> 20} MiB")
+        data = os.pread(f.fd, f.size, 0)
+    return parse_cues(data.decode("utf-8-sig", errors="replace"))
 
 
-def read_stream(video: Path, stream: Stream) -> list[TextLine]:
-    """One embedded text subtitle stream, converted to SRT by ffmpeg."""
+def read_stream(video: str | Path, stream: Stream, fds: Sequence[int] = ()) -> list[TextLine]:
+    """One embedded text subtitle stream, converted to SRT by ffmpeg (fds: descriptors it inherits)."""
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(video)]
         + ["-map", f"0:{stream.index}", "-f", "srt", "pipe:1"],
         capture_output=True,
         timeout=300,
+        pass_fds=tuple(fds),
     )
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
@@ -81,10 +89,19 @@ def read_stream(video: Path, stream: Stream) -> list[TextLine]:
     return parse_cues(proc.stdout.decode("utf-8", errors="replace"))
 
 
-def read_subtitles(video: Path, streams: list[Stream]) -> tuple[list[TextLine], list[str]]:
+def read_subtitles(
+    video: Path,
+    streams: list[Stream],
+    source: str | None = None,
+    fds: Sequence[int] = (),
+    roots: Sequence[Path] | None = None,
+) -> tuple[list[TextLine], list[str]]:
     """Every embedded text stream and sidecar file: (lines, notes on what was read or passed over).
 
-    Identical cues from two tracks (the same subtitles embedded and beside the file) are kept once.
+    video: where the file lives (its sidecars are beside it); source, fds: what ffmpeg reads the
+    streams from (an `OpenedMedia`'s name and descriptors; default: `video`); roots: sidecars must
+    be real files inside them. Identical cues from two tracks (the same subtitles embedded and
+    beside the file) are kept once.
     """
     lines: list[TextLine] = []
     notes: list[str] = []
@@ -94,11 +111,15 @@ def read_subtitles(video: Path, streams: list[Stream]) -> tuple[list[TextLine], 
         if s.codec not in TEXT_CODECS:
             notes.append(f"stream {s.index} is {s.codec} (bitmap subtitles are not read)")
             continue
-        got = read_stream(video, s)
+        got = read_stream(source or video, s, fds)
         lines += got
         notes.append(f"stream {s.index} {s.codec}{'/' + s.language if s.language else ''}: {len(got)} cues")
     for p in sidecars(video):
-        got = read_sidecar(p)
+        try:
+            got = read_sidecar(p, roots)
+        except MediaRefused as e:
+            notes.append(f"{p.name} passed over: {e.reason}")
+            continue
         lines += got
         notes.append(f"{p.name}: {len(got)} cues")
     unique = sorted(set(lines), key=lambda ln: (ln.start, ln.end, ln.text))

@@ -6,13 +6,17 @@ import queue
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from indexer.corpora.lavfi import render_lavfi
+from indexer.ingest import prepare
 from indexer.ingest.pipeline import IngestLimits, Ingestor, IngestProgress
 from indexer.store import Store, store_identity
+from indexer.text import TextSettings
+from indexer.text.synth import subtitle_video, write_srt
 from model import create_model
 from tests.support import colour_video
 
@@ -84,6 +88,43 @@ def test_a_picture_shorter_than_its_sound_is_indexed_and_cut_off_data_is_not(
     failed = ing.ingest_file(cut)
     assert failed.status == "failed" and "truncated or corrupt" in failed.reason
     assert store.verify().ok and store.stats().videos == 1
+    store.close()
+
+
+def test_text_tracks_are_read_from_the_opened_file_and_real_sidecars_only(
+    model: torch.nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With allowed roots (the service's ingestion), a sidecar that is a symlink out of them is
+    passed over, and a video swapped for a symlink after it was opened gives its subtitles from the
+    file opened, not the one swapped in: text from outside the roots was stored and searchable."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    secret = subtitle_video(
+        outside / "secret.mp4", [(0.5, 1.5, "outside secret alpha")], seconds=2, colour="red"
+    )
+    write_srt(outside / "notes.srt", [(0.5, 1.5, "outside secret beta")])
+    a = colour_video(root / "a.mp4", "green", 2)
+    (root / "a.srt").symlink_to(outside / "notes.srt")
+    write_srt(root / "a.en.srt", [(0.5, 1.5, "inside words")])
+    b = subtitle_video(root / "b.mp4", [(0.5, 1.5, "inside embedded")], seconds=2, colour="blue")
+    store = Store.open(tmp_path / "idx", store_identity(model), create=True)
+    ing = Ingestor(store, model, window=2, stride=1, text=TextSettings())
+    ra = ing.ingest_file(a, roots=(root,))
+    real_sample = prepare.sample_frames_selective
+
+    def sample_then_swap(*args: Any, **kw: Any) -> Any:
+        got = real_sample(*args, **kw)
+        if not (root / "b.tmp").exists():  # b.mp4 becomes a symlink out of the root while it decodes
+            (root / "b.tmp").symlink_to(secret)
+            (root / "b.tmp").replace(b)
+            (root / "b.tmp").touch()
+        return got
+
+    monkeypatch.setattr(prepare, "sample_frames_selective", sample_then_swap)
+    rb = ing.ingest_file(b, roots=(root,))
+    assert ra.status == rb.status == "done"
+    texts = {r.path: [line[-1] for line in store.text_lines(r.video_id or 0)] for r in (ra, rb)}
+    assert texts == {str(a): ["inside words"], str(b): ["inside embedded"]}
     store.close()
 
 
