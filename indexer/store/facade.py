@@ -168,6 +168,7 @@ class Store:
             raise StoreError("store is closed")
         with self._writer.held(timeout):
             locking.repair(self.root, self._meta, self._segments)
+            self._view.recheck()  # what this writer saves must start from the other openers' index
             self.refresh()
             yield
 

@@ -79,7 +79,8 @@ class IndexLifecycle:
         except StoreError:
             return False  # unreadable for a moment (a reindex swapping directories): keep ours
         newer = float(disk.get("updated_at", 0)) > float(self.manifest.get("updated_at", 0))
-        return newer and _spec_of(disk) != self.spec
+        pin = bool(disk.get("index_pinned", False)) != bool(self.manifest.get("index_pinned", False))
+        return newer and (_spec_of(disk) != self.spec or pin)
 
     def load(self, generation: int, clips: Clips) -> None:
         """The saved index of `generation`, or a fresh empty one when it is missing, torn or not

@@ -50,6 +50,12 @@ class View:
             self.faiss.catch_up(self.table.ids, self.matrices)
             self._data_version = version
 
+    def recheck(self) -> None:
+        """The next refresh looks at the index too, not only at SQLite: another opener may have
+        replaced or pinned it (a rebuild, an upgrade at flush) without committing anything."""
+        with self.lock:
+            self._data_version = -1
+
     def committed(self) -> None:
         """After this process's own commit: catch up, and remember the files now lag behind."""
         self.faiss.dirty = True

@@ -312,6 +312,25 @@ def test_compacting_a_pinned_store_keeps_its_type(tmp_path: Path) -> None:
         assert again.index_spec.type == "hnsw" and again.stats().clips == 58 and again.verify().ok
 
 
+def test_another_openers_flush_keeps_a_pin_made_meanwhile(tmp_path: Path) -> None:
+    """The service has the store open while `t2v index compact --index-type` (or rebuild_index)
+    pins it: the service's next flush saves the pinned index, it wrote its own stale one over it."""
+    rng = np.random.default_rng(7)
+    a = Store.open(tmp_path, identity(), create=True)
+    for i in range(30):
+        add(a, rng, i)
+    a.flush()
+    b = Store.open(tmp_path, identity())
+    assert b.index_spec.type == "flat"
+    a.rebuild_index("hnsw")
+    a.close()
+    b.flush()
+    b.close()
+    with Store.open(tmp_path, identity()) as c:
+        assert c.index_spec.type == "hnsw" and c._faiss.manifest.get("index_pinned") is True
+        assert c.verify().ok
+
+
 def test_clip_windows() -> None:
     assert clip_windows(3.0, 10, 5) == [ClipSpan(0.0, 3.0)]
     assert clip_windows(10.0, 10, 5) == [ClipSpan(0.0, 10.0)]
