@@ -248,28 +248,22 @@ def _prepare_opened(
     if dup is not None:
         return dup
     duration = info.duration
-    got = _sample(opened, duration, info.fps, plan)
-    if isinstance(got, str):
-        return IngestResult(str(path), "failed", reason=got)
-    spans, uniq, inverse, sampled = got
-    last_pts = max(sampled.pts)
-    if _ends_early(last_pts, uniq, duration):
-        # the container's duration is its longest stream's: a picture may end before the sound
-        # without damage. Then the clips cover the picture; cut-off packets stay an error.
-        end = video_stream_end(opened.name, opened.fds, info.fps)
-        if end is not None and end <= last_pts + max(1.0, 0.1 * end):
-            duration = min(duration, max(end, last_pts + (1.0 / info.fps if info.fps > 0 else 0.0)))
-            got = _sample(opened, duration, info.fps, plan)
-            if isinstance(got, str):
-                return IngestResult(str(path), "failed", reason=got)
-            spans, uniq, inverse, sampled = got
-            last_pts = max(sampled.pts)
-        if _ends_early(last_pts, uniq, duration):
+    for attempt in range(2):
+        got = _sample(opened, duration, info.fps, plan)
+        if isinstance(got, str):
+            return IngestResult(str(path), "failed", reason=got)
+        spans, uniq, inverse, sampled = got
+        last_pts = max(sampled.pts)
+        if not _ends_early(last_pts, uniq, duration):
+            break
+        picture = _picture_end(opened, info.fps, last_pts) if attempt == 0 else None
+        if picture is None:
             return IngestResult(
                 str(path),
                 "failed",
                 reason=f"truncated or corrupt: frames end at {last_pts:.1f}s of {info.duration:.1f}s",
             )
+        duration = min(duration, picture)  # the clips cover the picture
     video = NewVideo(
         path=str(opened.real_path),
         title=item.title or path.stem,
@@ -289,6 +283,16 @@ def _prepare_opened(
 def _ends_early(last_pts: float, times: np.ndarray, duration: float) -> bool:
     """Did decoding stop well before the last sample time (more than 1 s or 10% of the video)?"""
     return last_pts < times[-1] - max(1.0, 0.1 * duration)
+
+
+def _picture_end(opened: OpenedMedia, fps: float, last_pts: float) -> float | None:
+    """Where the picture ends when its frames stopped early without damage, else None. The
+    container's duration is its longest stream's: a picture may end before its sound (a recording
+    that kept the microphone on); packets cut off in the video stream stay an error."""
+    end = video_stream_end(opened.name, opened.fds, fps)
+    if end is None or end > last_pts + max(1.0, 0.1 * end):
+        return None
+    return max(end, last_pts + (1.0 / fps if fps > 0 else 0.0))
 
 
 def _sample(

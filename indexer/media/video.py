@@ -106,15 +106,7 @@ def probe(path: str | Path, fds: Sequence[int] = ()) -> VideoInfo:
     size = p.stat().st_size
     if size == 0:
         raise EmptyVideoError(p, "file is empty (0 bytes)")
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=60,
-        pass_fds=tuple(fds),
-    )
-    err = proc.stderr
+    err = _ffmpeg_text(["-i", str(p)], fds, timeout=60).stderr
     if (
         "Invalid data found" in err
         or "could not find codec parameters" in err.lower()
@@ -133,7 +125,7 @@ def probe(path: str | Path, fds: Sequence[int] = ()) -> VideoInfo:
     fps_m = _FPS.search(rest)
     fps = float(fps_m.group(1)) * (1000 if fps_m and fps_m.group(2) else 1) if fps_m else 0.0
     d = _DURATION.search(err)
-    duration = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3)) if d else 0.0
+    duration = _seconds(*d.groups()) if d else 0.0
     if duration <= 0:
         raise EmptyVideoError(p, "video has no duration")
     return VideoInfo(str(p), duration, fps, int(dims.group(1)), int(dims.group(2)), codec, size)
@@ -150,22 +142,30 @@ def video_stream_end(path: str | Path, fds: Sequence[int] = (), fps: float = 0.0
 
     The container's duration (what `probe` reads) is its longest stream's: a recording whose sound
     outlasts its picture ends its frames early without being damaged."""
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
-        + ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=600,
-        pass_fds=tuple(fds),
-    )
+    proc = _ffmpeg_text(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], fds, timeout=600)
     err = proc.stderr
     lowered = err.lower()
     times = _TIME.findall(err)
     if proc.returncode != 0 or not times or any(word.lower() in lowered for word in _DAMAGE):
         return None
-    h, m, sec = times[-1]
-    return int(h) * 3600 + int(m) * 60 + float(sec) + (1.0 / fps if fps > 0 else 0.0)
+    return _seconds(*times[-1]) + (1.0 / fps if fps > 0 else 0.0)
+
+
+def _ffmpeg_text(args: list[str], fds: Sequence[int], timeout: float) -> subprocess.CompletedProcess[str]:
+    """ffmpeg run for what it prints (stderr as text), inheriting `fds`."""
+    return subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        pass_fds=tuple(fds),
+    )
+
+
+def _seconds(hours: str, minutes: str, seconds: str) -> float:
+    """ffmpeg's HH:MM:SS.ss, as matched, in seconds."""
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def segment_times(
