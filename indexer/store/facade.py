@@ -148,6 +148,11 @@ class Store:
         backend = self._faiss
         if not isinstance(backend, FaissBackend):
             return  # other engines check their own vectors (`verify`)
+        if backend.rebuilt_on_load is not None:  # the load refused the saved index: save the new one
+            with self._writing():
+                self._persist(force=True)
+            self.repairs.append(f"FAISS index rebuilt from the matrices ({backend.rebuilt_on_load})")
+            backend.rebuilt_on_load = None
         per_clip = 1 if vi.is_pooled(backend.spec) else self.vectors_per_clip
         with self._lock:
             found = maintenance.index_problems(

@@ -8,6 +8,7 @@ that keeps a dropped store's index in memory until the garbage collector runs).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from indexer.store import layout
 from indexer.store import vector_index as vi
 from indexer.store.records import StoreError
 from indexer.store.segments import CHUNK
+
+log = logging.getLogger("t2v.store")
 
 
 def _spec_of(manifest: dict[str, Any]) -> vi.IndexSpec:
@@ -55,6 +58,7 @@ class IndexLifecycle:
         self.spec = vi.IndexSpec()
         self.generation = -1
         self.dirty = False  # the index file or the manifest's counts lag behind this process's writes
+        self.rebuilt_on_load: str | None = None  # why the saved index was not used (repairs report it)
 
     @property
     def index(self) -> faiss.Index:
@@ -95,6 +99,13 @@ class IndexLifecycle:
                 index = vi.read(path, self.spec)
             except RuntimeError:
                 index = None  # unreadable (torn by a crash): rebuilt from the matrices
+        committed = len(clips.ids())
+        if index is not None and not self._plausible(index, committed):
+            # rows of other keys (a token-level file where pooled rows belong, or back), or of clips
+            # a lost commit took away: built again from the matrices, and said so
+            self.rebuilt_on_load = f"{index.ntotal} rows saved for {committed} committed clips"
+            log.warning("store %s: FAISS index of other rows (%s): rebuilt", self.root, self.rebuilt_on_load)
+            index = None
         if index is None or index.d != self.dim or not vi.matches(index, self.spec):
             spec = self.spec
             if not vi.trainable(spec, len(clips.ids()), self.vectors_per_clip):
@@ -103,6 +114,13 @@ class IndexLifecycle:
                 spec = vi.exact_fallback(spec)
             index = self._fresh(spec, clips)
         self._index = index
+
+    def _plausible(self, index: faiss.Index, committed: int) -> bool:
+        """Can a saved index hold this store's keys? Never more rows than the committed clips have
+        (it may lag behind them: catch_up adds the rest), and whole clips of rows. The structure
+        check (`vi.matches`) cannot tell pooled from token-level rows in lists of the same count."""
+        per_clip = 1 if vi.is_pooled(self.spec) else self.vectors_per_clip
+        return index.ntotal <= committed * per_clip and index.ntotal % per_clip == 0
 
     def catch_up(self, committed: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]) -> None:
         """Add every committed clip (ids in order) above the index's largest id.

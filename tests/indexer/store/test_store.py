@@ -145,6 +145,29 @@ def test_a_reader_closes_at_once_while_a_writer_holds_the_lock(tmp_path: Path) -
         assert again.stats().index_vectors == 8 * NV and again.verify().ok
 
 
+def test_an_index_file_of_other_keys_is_rebuilt_even_when_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    """One pooled row per clip saved where the store keeps every row (the same FAISS structure): an
+    opener that cannot run the open-time check (a writer holds the lock) rebuilds it from the
+    matrices instead of serving it."""
+    rng = np.random.default_rng(8)
+    with Store.open(tmp_path, identity(), create=True) as store:
+        for i in range(5):
+            add(store, rng, i)
+        store.flush()
+        assert store.index_spec.type == "flat"
+        pooled = vi.build_index(vi.IndexSpec("global"), D)
+        vi.add_clips(pooled, store.live_clip_ids(), store.matrices(store.live_clip_ids()), pooled=True)
+        vi.write_atomic(pooled, next(tmp_path.glob("faiss-g*.index")))
+    with open(tmp_path / "write.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with Store.open(tmp_path, identity()) as reader:
+            assert reader.stats().index_vectors == 10 * NV
+    with Store.open(tmp_path, identity()) as free:  # may write: saves the rebuilt index, says so
+        assert any("FAISS index rebuilt" in r for r in free.repairs) and free.verify().ok
+    with Store.open(tmp_path, identity()) as again:
+        assert again.repairs == [] and again.stats().index_vectors == 10 * NV
+
+
 def test_verify_reports_disagreement(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     store = Store.open(tmp_path, identity(), create=True)
