@@ -153,7 +153,7 @@ class Store:
                 self._persist(force=True)
             self.repairs.append(f"FAISS index rebuilt from the matrices ({backend.rebuilt_on_load})")
             backend.rebuilt_on_load = None
-        per_clip = 1 if vi.is_pooled(backend.spec) else self.vectors_per_clip
+        per_clip = vi.rows_per_clip(backend.spec, self.vectors_per_clip)
         with self._lock:
             found = maintenance.index_problems(
                 backend.index, backend.spec, self._table.ids.copy(), per_clip, self.matrices, 256
@@ -373,7 +373,7 @@ class Store:
                 return self._faiss.verify(self._meta, self._segments, self.matrices, self._table.live())
             backend = self._faiss
             index = backend.index if isinstance(backend, FaissBackend) else None
-            per_clip = 1 if vi.is_pooled(backend.spec) else self.vectors_per_clip
+            per_clip = vi.rows_per_clip(backend.spec, self.vectors_per_clip)
             committed = self._table.ids.copy()
             return maintenance.verify_fast(
                 self._meta, self._segments, index, backend.spec, committed, per_clip, self.matrices

@@ -108,7 +108,7 @@ class IndexLifecycle:
             index = None
         if index is None or index.d != self.dim or not vi.matches(index, self.spec):
             spec = self.spec
-            if not vi.trainable(spec, len(clips.ids()), self.vectors_per_clip):
+            if not vi.trainable(spec, committed, self.vectors_per_clip):
                 # a pinned IVF type with too few clips for its lists (a store pinned before this
                 # was checked): searched exactly, never unopenable; the lists train once it grows
                 spec = vi.exact_fallback(spec)
@@ -119,7 +119,7 @@ class IndexLifecycle:
         """Can a saved index hold this store's keys? Never more rows than the committed clips have
         (it may lag behind them: catch_up adds the rest), and whole clips of rows. The structure
         check (`vi.matches`) cannot tell pooled from token-level rows in lists of the same count."""
-        per_clip = 1 if vi.is_pooled(self.spec) else self.vectors_per_clip
+        per_clip = vi.rows_per_clip(self.spec, self.vectors_per_clip)
         return index.ntotal <= committed * per_clip and index.ntotal % per_clip == 0
 
     def catch_up(self, committed: np.ndarray, matrices: Callable[[np.ndarray], np.ndarray]) -> None:

@@ -65,7 +65,7 @@ def verify(
     videos = meta.video_clip_counts()
     segs = meta.segments()
     ids = np.asarray([c[0] for c in clips], dtype=np.int64)
-    per_clip = 1 if vi.is_pooled(spec) else segments.vectors_per_clip
+    per_clip = vi.rows_per_clip(spec, segments.vectors_per_clip)
     problems = [
         *_clip_rows(clips, videos, segs),
         *_video_clip_counts(clips, videos),

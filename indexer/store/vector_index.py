@@ -59,6 +59,11 @@ def is_pooled(spec: IndexSpec) -> bool:
     return spec.type in GLOBAL_TYPES
 
 
+def rows_per_clip(spec: IndexSpec, vectors_per_clip: int) -> int:
+    """FAISS rows one clip adds to an index of `spec`: its pooled vector, or every row."""
+    return 1 if is_pooled(spec) else vectors_per_clip
+
+
 def pool(matrices: np.ndarray) -> np.ndarray:
     """(C, n_v, D) clip sets -> (C, D) float32 global vectors: the normalised mean of the rows."""
     g = matrices.astype(np.float32).mean(axis=1)  # (C, D)
@@ -148,7 +153,7 @@ def trainable(spec: IndexSpec, clips: int, vectors_per_clip: int) -> bool:
     """Can `spec`'s inverted lists be trained on `clips` stored clips (a vector per list at least)?"""
     if spec.type not in IVF_TYPES:
         return True
-    vectors = clips * (1 if is_pooled(spec) else vectors_per_clip)
+    vectors = clips * rows_per_clip(spec, vectors_per_clip)
     return clips > 0 and vectors >= spec.nlist
 
 
