@@ -194,12 +194,15 @@ class Store:
         self.refresh()
         return self._faiss.spec
 
-    def candidates(self, queries: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, queries: np.ndarray, k: int, threads: int = 1, probes: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """FAISS top-k rows per query vector: (scores (m, k), clip ids (m, k), -1 = none); another
-        backend may answer one merged row of clips, best first."""
+        backend may answer one merged row of clips, best first. probes: inverted lists an IVF index
+        visits per query vector in this call (default: its own count)."""
         self.refresh()
         with self._lock:
-            return self._faiss.search(queries, k, threads)
+            return self._faiss.search(queries, k, threads, probes)
 
     def live_clip_ids(self, video_ids: Sequence[int] | None = None) -> np.ndarray:
         """Ids of clips not deleted, optionally only those of `video_ids`; (n,) int64."""

@@ -325,10 +325,16 @@ class ListRadii:
 
 
 def search_bounded(
-    radii: ListRadii, queries: np.ndarray, k: int, threads: int = 1, weight: float | None = None
+    radii: ListRadii,
+    queries: np.ndarray,
+    k: int,
+    threads: int = 1,
+    weight: float | None = None,
+    probes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`search` of an ivf-sq8 index (inside an IndexIDMap) that probes each query vector's nprobe
-    lists with the best q.c + weight * radius. queries: (m, D) -> (scores (m, k), clip ids (m, k))."""
+    lists (`probes` when given) with the best q.c + weight * radius. queries: (m, D) -> (scores
+    (m, k), clip ids (m, k))."""
     index, ivf = radii.index, radii.ivf
     weight = RADIUS_WEIGHT if weight is None else weight
     m = len(queries)
@@ -340,7 +346,7 @@ def search_bounded(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     near = torch.mm(torch.from_numpy(q), radii._centroids_t).numpy()  # (m, nlist): q.c of every list
     bound = near + weight * radii.update()[None]  # (m, nlist)
-    p = min(int(ivf.nprobe), ivf.nlist)
+    p = max(1, min(int(probes or ivf.nprobe), ivf.nlist))
     lists = np.argpartition(-bound, p - 1, axis=1)[:, :p].astype(np.int64)  # (m, p)
     coarse = np.take_along_axis(near, lists, axis=1).astype(np.float32)  # (m, p): q.c, not the bound
     before, nprobe = faiss.omp_get_max_threads(), ivf.nprobe
@@ -372,13 +378,14 @@ def read(path: Path, spec: IndexSpec) -> faiss.Index:
 
 
 def search(
-    index: faiss.Index, queries: np.ndarray, k: int, threads: int = 1
+    index: faiss.Index, queries: np.ndarray, k: int, threads: int = 1, probes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """queries: (m, D) float32 -> (scores (m, k), clip ids (m, k); -1 where fewer hits).
 
     threads: OpenMP threads for this call (the setting is per calling thread). One query set is a
     few dozen vectors: one thread avoids OpenMP spin-waits on busy machines and lets concurrent
-    requests use the other cores.
+    requests use the other cores. probes: lists an IVF index visits in this call instead of its
+    nprobe (the caller holds the lock that serialises searches of `index`); ignored by others.
     """
     if index.ntotal == 0:
         m = len(queries)
@@ -387,10 +394,24 @@ def search(
     # a query set is only a few dozen vectors, below FAISS's default BLAS threshold (20), but the
     # BLAS path scans a flat index ~4x faster than the per-query loop even for one vector
     faiss.cvar.distance_compute_blas_threshold = 1
+    ivf = _ivf_of(index) if probes else None
+    nprobe = ivf.nprobe if ivf is not None else 0
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(max(1, threads))
+    if ivf is not None and probes:
+        ivf.nprobe = max(1, min(int(probes), ivf.nlist))
     try:
         scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     finally:
         faiss.omp_set_num_threads(before)
+        if ivf is not None:
+            ivf.nprobe = nprobe
     return scores, ids
+
+
+def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The inverted-list index inside `index` (an IndexIDMap around it), or None (flat, HNSW)."""
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:  # not an IVF index
+        return None

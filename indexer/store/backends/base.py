@@ -70,8 +70,11 @@ class VectorBackend(Protocol):
     def bury(self, dead: np.ndarray) -> None:
         """Tombstoned clip ids (sorted): a backend that can delete drops them."""
 
-    def search(self, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        """(m, D) query rows -> (scores (r, n), clip ids (r, n); -1 = none), best first per row."""
+    def search(
+        self, queries: np.ndarray, k: int, threads: int, probes: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(m, D) query rows -> (scores (r, n), clip ids (r, n); -1 = none), best first per row;
+        probes: inverted lists an IVF index visits per row in this call (others ignore it)."""
 
     def vector_count(self) -> int: ...
 

@@ -45,17 +45,19 @@ class FaissBackend(IndexLifecycle):
                 self._radii = None
         return spec
 
-    def search(self, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, threads: int, probes: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Called under the store's in-memory lock (the radii are updated in place)."""
         index = self.index
         if self.spec.type != "ivf-sq8" or vi.RADIUS_WEIGHT <= 0:
-            return vi.search(index, queries, k, threads)
+            return vi.search(index, queries, k, threads, probes)
         radii = self._radii  # read once: the radii of the index searched, whatever else resets them
         if radii is None or radii.index is not index:
             if not vi.matches(index, self.spec):  # the exact stand-in of lists too few clips can train
                 return vi.search(index, queries, k, threads)
             radii = self._radii = vi.ListRadii(index)
-        return vi.search_bounded(radii, queries, k, threads)
+        return vi.search_bounded(radii, queries, k, threads, probes=probes)
 
     def vector_count(self) -> int:
         return int(self.index.ntotal)

@@ -470,9 +470,11 @@ class QdrantBackend:
         self.dirty = True
 
     # ------------------------------------------------------------ reads
-    def search(self, queries: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, threads: int, probes: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One merged row: the MaxSim top `rescored` clips of the prefetched union (`k`, FAISS's
-        hits per query row, is not used: the sizes are the backend's settings)."""
+        hits per query row, and `probes` are not used: the sizes are the backend's settings)."""
         rows = np.ascontiguousarray(queries, dtype=np.float32)  # (m, D)
         pooled = vi.pool(rows[None])[0]  # (D,)
         c = self.config
