@@ -274,7 +274,8 @@ def bench_size(
                     m["cand_ms"], m["rerank_ms"], m["p50"], m["p95"], m["recall"], ex50 / m["p50"], n_ref)
             )  # fmt: skip
     if args.kinds:
-        store.rebuild_index(index_type or vi.auto_kind(clips, corpus.n_v, corpus.dim))
+        views = int(store.identity.get("num_tokens") or 0)
+        store.rebuild_index(index_type or vi.auto_kind(clips, corpus.n_v, corpus.dim, views))
     if clips <= args.token_max:
         # the token-level first stage (every row in FAISS) for the comparison the SPEC asks for
         store.rebuild_index("flat")

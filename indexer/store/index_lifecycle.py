@@ -53,6 +53,7 @@ class IndexLifecycle:
         self.manifest = manifest
         self.dim = int(manifest["dim"])
         self.vectors_per_clip = int(manifest["vectors_per_clip"])
+        self.views = int(manifest["model"].get("num_tokens") or 0)  # K: searched first (auto_kind)
         self._lock = lock
         self._index: faiss.Index | None = None  # None until loaded, and between generations
         self.spec = vi.IndexSpec()
@@ -175,7 +176,7 @@ class IndexLifecycle:
         disk = layout.read_manifest(self.root)  # under the write lock: another opener may have pinned
         if index_type is None and disk.get("index_pinned", False):
             index_type = str(disk["index"]["type"])
-        spec = vi.choose_spec(clips, self.vectors_per_clip, self.dim, index_type)
+        spec = vi.choose_spec(clips, self.vectors_per_clip, self.dim, index_type, self.views)
         self.manifest["index"] = spec.to_dict()
         self.manifest["index_pinned"] = index_type is not None
         layout.write_manifest(self.root, self.manifest)
@@ -190,7 +191,7 @@ class IndexLifecycle:
             waiting = self._index is not None and not vi.matches(self._index, self.spec)
             spec = vi.choose_spec(clips, self.vectors_per_clip, self.dim, self.spec.type)
             return waiting and vi.trainable(spec, clips, self.vectors_per_clip)
-        return vi.needs_rebuild(self.spec, clips, self.vectors_per_clip, self.dim)
+        return vi.needs_rebuild(self.spec, clips, self.vectors_per_clip, self.dim, self.views)
 
     def pinned_type(self) -> str | None:
         """The index type the store was pinned to (None: chosen by size)."""
@@ -200,7 +201,7 @@ class IndexLifecycle:
         """Replace the index by one of `index_type` (pinned from then on; None: chosen by size and
         not pinned) over every committed clip. The caller persists it."""
         ids = clips.ids()
-        spec = vi.choose_spec(len(ids), self.vectors_per_clip, self.dim, index_type)
+        spec = vi.choose_spec(len(ids), self.vectors_per_clip, self.dim, index_type, self.views)
         index = self._index_over(spec, ids, clips, fresh)
         with self._lock:
             self.spec = spec

@@ -28,6 +28,15 @@ FLAT_MAX_ELEMENTS = 1 << 20
 # scan grow with clips, not rows (every row at 1M ViT-B/32 clips: 10 GB of codes; at 1M clips of the
 # D=64 demo model 1.3 GB and 48.6 ms of stage 1, past the 40 ms goal for the whole search, issue 17).
 TOKEN_IVF_MAX_ELEMENTS = 1 << 27
+# A model with views is searched views first on a token-level index (indexer/search/searcher.py:
+# 8 of a demo query's ~19 vectors, and only its views' few hundred clips reranked), so every-row
+# keys stay affordable further for it: past 2^27 while a clip holds at most 2,048 stored floats
+# (the demo model's 20 rows of D=64: 1.25 KiB of codes a clip), up to 2^31 (2 GiB of codes, 1.6M demo
+# clips). The pooled index kept 0.13-0.84 of the exact top-10 on 81k-200k trained demo clips, the
+# token-level one views first 0.985-0.997 (issue 17, docs/BENCHMARKS.md). Wider clips (ViT-B/32: 20
+# x 512, 10 KiB a clip) would scan 8x more a clip than the demo model: the pooled index past 2^27.
+VIEWS_TOKEN_MAX_ELEMENTS = 1 << 31
+VIEWS_TOKEN_MAX_CLIP_ELEMENTS = 2048
 INDEX_TYPES = ("flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw", "global", "global-ivf")
 IVF_TYPES = ("ivf", "ivf-sq8", "ivf-pq", "global-ivf")
 # 'global*' index one pooled vector per clip (normalised mean of its rows) instead of every row:
@@ -70,17 +79,21 @@ def pool(matrices: np.ndarray) -> np.ndarray:
     return g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
 
 
-def auto_kind(clips: int, vectors_per_clip: int, dim: int) -> str:
+def auto_kind(clips: int, vectors_per_clip: int, dim: int, views: int = 0) -> str:
     """The index type a store picks by itself: the exact token-level scan while it is tiny, then
     token-level IVF with 8-bit codes (every row, so a clip is found by the one row that matches:
     the recall of the flat scan on the trained demo model, where the pooled index lost a quarter
-    of the top-10), then the pooled IVF once every row costs too much RAM. Float32 every-row IVF
-    is not automatic (41 GB at 1M ViT-B/32 clips), nor is `ivf-pq` (issue 17: 4-bit codes found
-    0.59-0.76 of the exact top-10 on 4.5k trained demo clips)."""
+    of the top-10), then the pooled IVF once every row costs too much RAM (later for a model with
+    `views` K > 0 and narrow clips, searched views first). Float32 every-row IVF is not automatic
+    (41 GB at 1M ViT-B/32 clips), nor is `ivf-pq` (issue 17: 4-bit codes found 0.59-0.76 of the
+    exact top-10 on 4.5k trained demo clips)."""
     elements = clips * vectors_per_clip * dim
     if elements <= FLAT_MAX_ELEMENTS:
         return "flat"
-    return "ivf-sq8" if elements <= TOKEN_IVF_MAX_ELEMENTS else "global-ivf"
+    if elements <= TOKEN_IVF_MAX_ELEMENTS:
+        return "ivf-sq8"
+    narrow = vectors_per_clip * dim <= VIEWS_TOKEN_MAX_CLIP_ELEMENTS
+    return "ivf-sq8" if views > 0 and narrow and elements <= VIEWS_TOKEN_MAX_ELEMENTS else "global-ivf"
 
 
 def check_type(kind: str) -> None:
@@ -112,9 +125,12 @@ def with_current_probes(spec: IndexSpec) -> IndexSpec:
     return replace(spec, nprobe=probes(spec.type, spec.nlist))
 
 
-def choose_spec(clips: int, vectors_per_clip: int, dim: int, kind: str | None = None) -> IndexSpec:
-    """The index for `clips` clips of `vectors_per_clip` rows: `kind`, or `auto_kind` by size."""
-    kind = kind or auto_kind(clips, vectors_per_clip, dim)
+def choose_spec(
+    clips: int, vectors_per_clip: int, dim: int, kind: str | None = None, views: int = 0
+) -> IndexSpec:
+    """The index for `clips` clips of `vectors_per_clip` rows (K = `views` of them the model's
+    views): `kind`, or `auto_kind` by size."""
+    kind = kind or auto_kind(clips, vectors_per_clip, dim, views)
     check_type(kind)
     if kind in ("flat", "global"):
         return IndexSpec(kind)
@@ -163,11 +179,11 @@ def exact_fallback(spec: IndexSpec) -> IndexSpec:
     return IndexSpec("global" if is_pooled(spec) else "flat")
 
 
-def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int) -> bool:
+def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int, views: int = 0) -> bool:
     """For an automatically chosen index: has the store outgrown it? An index past its size range
     (flat -> ivf-sq8 -> global-ivf), or IVF lists trained on a quarter of today's clips (too few
     lists, stale centroids)."""
-    if spec.type in ("flat", "ivf-sq8") and auto_kind(clips, vectors_per_clip, dim) != spec.type:
+    if spec.type in ("flat", "ivf-sq8") and auto_kind(clips, vectors_per_clip, dim, views) != spec.type:
         return True
     if spec.type in ("ivf-sq8", "global-ivf") and spec.trained_clips > 0:
         return clips > 4 * spec.trained_clips

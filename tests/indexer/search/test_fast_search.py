@@ -229,6 +229,37 @@ def test_automatic_choice_by_size(clips: int, kind: str) -> None:
     assert vi.auto_kind(4_532, 20, 64) == "ivf-sq8"
 
 
+@pytest.mark.parametrize(
+    ("clips", "rows", "dim", "views", "kind"),
+    [(104_857, 20, 64, 0, "ivf-sq8"), (104_858, 20, 64, 0, "global-ivf"),
+     (104_858, 20, 64, 8, "ivf-sq8"), (1_000_000, 20, 64, 8, "ivf-sq8"),
+     (1_677_721, 20, 64, 8, "ivf-sq8"), (1_677_722, 20, 64, 8, "global-ivf"),
+     (13_108, 20, 512, 8, "global-ivf"), (100_000, 20, 512, 8, "global-ivf"),
+     (300_000, 20, 128, 8, "global-ivf"), (300_000, 20, 100, 8, "ivf-sq8")],
+)  # fmt: skip
+def test_a_model_with_views_keeps_every_row_further(
+    clips: int, rows: int, dim: int, views: int, kind: str
+) -> None:
+    """Past 2^27 stored floats a model with views (searched views first) keeps the token-level
+    index while a clip holds <= 2,048 floats (the demo model's 20 x 64), up to 2^31; wider clips
+    (ViT-B/32) and models without views take the pooled index."""
+    assert vi.auto_kind(clips, rows, dim, views) == kind
+    spec = vi.choose_spec(clips, rows, dim, views=views)
+    assert spec.type == kind
+    if kind == "ivf-sq8":
+        assert spec.nlist == min(16384, int(4 * (clips * rows) ** 0.5)) and spec.nprobe == spec.nlist // 64
+    assert vi.needs_rebuild(spec, clips * 4 + 1, rows, dim, views)  # lists retrained, or past the range
+
+
+def test_a_demo_store_with_views_keeps_its_lists_past_2_27() -> None:
+    """A demo-shaped store with views grows through 2^27 without leaving its token-level lists;
+    without views it moves to the pooled index there."""
+    spec = vi.choose_spec(100_000, 20, 64, views=8)
+    assert spec.type == "ivf-sq8"
+    assert not vi.needs_rebuild(spec, 150_000, 20, 64, views=8)
+    assert vi.needs_rebuild(spec, 150_000, 20, 64, views=0)
+
+
 def test_automatic_index_is_replaced_when_outgrown() -> None:
     """flat -> ivf-sq8 past 2^20 floats, ivf-sq8 retrained after 4x growth, -> global-ivf past 2^27."""
     flat = vi.choose_spec(100, 20, 512)

@@ -72,7 +72,9 @@ def query(words: np.ndarray, views: np.ndarray, padding: int = 2) -> searcher_mo
     """A query set as the model lays it out: word rows, padding rows (masked), then the K views."""
     rows = np.concatenate([words, np.zeros((padding, DIM), np.float32), views])
     mask = np.r_[np.ones(len(words)), np.zeros(padding), np.ones(len(views))].astype(bool)
-    return searcher_module.TextSets(vectors=torch.from_numpy(rows)[None].float(), mask=torch.from_numpy(mask)[None])
+    return searcher_module.TextSets(
+        vectors=torch.from_numpy(rows)[None].float(), mask=torch.from_numpy(mask)[None]
+    )
 
 
 def far_words(rng: np.random.Generator, mats: np.ndarray, n: int) -> np.ndarray:
@@ -88,7 +90,9 @@ def exact_top(s: Searcher, text: searcher_module.TextSets, k: int) -> list[int]:
     return ids[np.argsort(-scores[0], kind="stable")[:k]].tolist()
 
 
-def test_views_alone_when_no_word_comes_close(built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_views_alone_when_no_word_comes_close(
+    built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     store, mats = built
     rng = np.random.default_rng(1)
     spy = Spy(store, monkeypatch)
@@ -112,7 +116,9 @@ def test_views_alone_when_no_word_comes_close(built: tuple[Store, np.ndarray], m
         assert all(m.score == pytest.approx(by_id[m.clip_id], abs=1e-5) for m in r.moments)
 
 
-def test_a_word_that_matches_is_searched_in_full(built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_word_that_matches_is_searched_in_full(
+    built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A word vector close to one clip's frame (better than anything the views find) names that
     clip: the quick look sees it, the word is searched in full, and the clip is in the answer."""
     store, mats = built
@@ -132,7 +138,9 @@ def test_a_word_that_matches_is_searched_in_full(built: tuple[Store, np.ndarray]
         assert [m.clip_id for m in r.moments] == top
 
 
-def test_grouped_answers_need_more_moments(built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_grouped_answers_need_more_moments(
+    built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A grouped answer keeps top_k videos of several moments: the score it needs is the
     (top_k x moments)-th best, so a word close to a frame in that range is searched in full."""
     store, mats = built

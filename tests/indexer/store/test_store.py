@@ -424,6 +424,7 @@ def test_flush_upgrades_a_grown_flat_index_to_global_ivf(
     assert store.stats().index["type"] == "flat"
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 200 * NV * D - 1)  # now too big for flat
     monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 200 * NV * D - 1)  # and for ivf-sq8
+    monkeypatch.setattr(vector_index, "VIEWS_TOKEN_MAX_ELEMENTS", 200 * NV * D - 1)  # views first too
     store.flush()
     stats = store.stats()
     # one pooled vector per clip, not every row: RAM per clip stays D floats at any size
@@ -448,6 +449,7 @@ def test_growing_store_switches_and_retrains_by_itself(
 
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 20 * NV * D)  # flat up to 20 clips
     monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 20 * NV * D)  # no token-level IVF range
+    monkeypatch.setattr(vector_index, "VIEWS_TOKEN_MAX_ELEMENTS", 20 * NV * D)  # nor views first
     rng = np.random.default_rng(12)
     writer = Store.open(tmp_path, identity(), create=True)
     reader = Store.open(tmp_path)
@@ -478,12 +480,14 @@ def test_growing_store_passes_through_token_level_ivf(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The automatic range between flat and the pooled index: every row in 8-bit IVF lists
-    (ivf-sq8), retrained after 4x growth, replaced by global-ivf past its size; each stage finds
-    a stored clip from some of its own rows, and a reader follows every switch."""
+    (ivf-sq8), retrained after 4x growth, kept further for a model with views (searched views
+    first), replaced by global-ivf past its size; each stage finds a stored clip from some of its
+    own rows, and a reader follows every switch."""
     from indexer.store import vector_index
 
     monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 10 * NV * D)  # flat up to 10 clips
-    monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 100 * NV * D)  # ivf-sq8 up to 100
+    monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 50 * NV * D)  # ivf-sq8 up to 50
+    monkeypatch.setattr(vector_index, "VIEWS_TOKEN_MAX_ELEMENTS", 100 * NV * D)  # views first: 100
     rng = np.random.default_rng(13)
     writer = Store.open(tmp_path, identity(), create=True)
     reader = Store.open(tmp_path)
@@ -513,7 +517,10 @@ def test_growing_store_passes_through_token_level_ivf(
     assert grown["type"] == "ivf-sq8" and grown["trained_clips"] == 50
     assert reader.stats().index == grown and reader.stats().index_vectors == 50 * NV and reader.verify().ok
     finds_a_stored_clip(reader)
-    grow(range(25, 51))  # 102 clips: past the token-level range
+    grow(range(25, 38))  # 76 clips: past the plain token-level range, not a model with views'
+    assert writer.stats().index == grown and reader.stats().index == grown
+    finds_a_stored_clip(reader)
+    grow(range(38, 51))  # 102 clips: past the token-level range
     last = writer.stats().index
     assert last["type"] == "global-ivf" and writer.stats().index_vectors == 102
     assert reader.stats().index == last and reader.verify().ok
