@@ -194,7 +194,16 @@ class Searcher:
         if len(near) == 0:
             return ids, scores, scored
         word_hits = self.store.candidates(near, k, self.faiss_threads)
-        return self._merge([view_hits, word_hits], video_ids, cap), None, scored
+        merged = self._merge([view_hits, word_hits], video_ids, cap)
+        # the views' clips keep their scores; only the clips the words added are scored now
+        order = np.argsort(ids)
+        at = np.minimum(np.searchsorted(ids[order], merged), max(len(ids) - 1, 0))
+        seen = ids[order][at] == merged if len(ids) else np.zeros(len(merged), dtype=bool)
+        out = np.empty(len(merged), dtype=np.float32)
+        out[seen] = scores[order][at[seen]]
+        t0 = time.perf_counter()
+        out[~seen] = self.rerank(text, merged[~seen])
+        return merged, out, scored + time.perf_counter() - t0
 
     def _merge(
         self, hits: list[tuple[np.ndarray, np.ndarray]], video_ids: Sequence[int] | None, cap: int

@@ -136,6 +136,10 @@ def test_a_word_that_matches_is_searched_in_full(
         r = s.search(text, top_k=5)
         assert len(spy.calls) == 3 and spy.calls[2][0] >= 1  # the close word searched in full
         assert [m.clip_id for m in r.moments] == top
+        ids, exact = s.exhaustive_scores(text)  # the views' clips keep their scores, the rest scored
+        by_id = dict(zip(ids.tolist(), exact[0].tolist(), strict=True))
+        assert all(m.score == pytest.approx(by_id[m.clip_id], abs=1e-5) for m in r.moments)
+        assert r.timings_ms["rerank"] > 0.01
 
 
 def test_grouped_answers_need_more_moments(
