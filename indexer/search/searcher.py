@@ -151,17 +151,17 @@ class Searcher:
             return self.encoder.encode_texts([query])
 
     def candidate_clips(
-        self, text: TextSets, video_ids: Sequence[int] | None = None, need: int = 10
+        self, text: TextSets, video_ids: Sequence[int] | None = None, top_k: int = 10
     ) -> np.ndarray:
-        """Stage 1: the clips to score exactly, live ones only; `need`: the moments the answer
-        keeps (what decides which word vectors are searched when views come first)."""
-        return self._stage1(text, video_ids, need)[0]
+        """Stage 1: the clips to score exactly, live ones only, for an answer of `top_k` moments
+        (what decides which word vectors are searched when views come first)."""
+        return self._stage1(text, video_ids, top_k, grouped=False)[0]
 
     def _stage1(
-        self, text: TextSets, video_ids: Sequence[int] | None, need: int
+        self, text: TextSets, video_ids: Sequence[int] | None, top_k: int, grouped: bool
     ) -> tuple[np.ndarray, np.ndarray | None, float]:
         """(candidate clip ids, their exact scores when stage 1 already has them (else None),
-        seconds of exact scoring stage 1 did)."""
+        seconds of exact scoring stage 1 did); `grouped`: the answer is `top_k` videos."""
         if video_ids is not None:
             ids = self.store.live_clip_ids(video_ids)
             if len(ids) <= FILTER_EXACT_MAX_CLIPS:
@@ -184,7 +184,7 @@ class Searcher:
         t0 = time.perf_counter()
         scores = self.rerank(text, ids)
         scored = time.perf_counter() - t0
-        floor = float(np.partition(scores, len(scores) - need)[-need]) if len(scores) >= need else -np.inf
+        floor = self._needed_score(ids, scores, top_k, grouped)
         words = vecs[:-views]  # (m - K, D)
         look = max(1, spec.nprobe // WORD_PROBE_SHARE)
         best, found = self.store.candidates(words, 1, self.faiss_threads, probes=look)  # (m - K, 1)
@@ -204,6 +204,21 @@ class Searcher:
         t0 = time.perf_counter()
         out[~seen] = self.rerank(text, merged[~seen])
         return merged, out, scored + time.perf_counter() - t0
+
+    def _needed_score(self, ids: np.ndarray, scores: np.ndarray, top_k: int, grouped: bool) -> float:
+        """The score a clip must reach to change an answer built from these scored clips: the
+        top_k-th best, or (grouped by video) the best of the top_k-th video; -inf when they give
+        fewer moments or videos than that."""
+        if not grouped:
+            if len(scores) < top_k:
+                return -np.inf
+            return float(np.partition(scores, len(scores) - top_k)[-top_k])
+        order = np.argsort(-scores, kind="stable")
+        videos = self.store.clip_videos(ids[order])
+        _, first = np.unique(videos, return_index=True)  # each video's best clip, as positions in order
+        if len(first) < top_k:
+            return -np.inf
+        return float(scores[order][np.sort(first)[top_k - 1]])
 
     def _merge(
         self, hits: list[tuple[np.ndarray, np.ndarray]], video_ids: Sequence[int] | None, cap: int
@@ -311,8 +326,7 @@ class Searcher:
         if exhaustive:
             clip_ids = self.store.live_clip_ids(video_ids)
         else:
-            need = top_k * (moments_per_video if group_by_video else 1)
-            clip_ids, known, scored = self._stage1(text, video_ids, need)
+            clip_ids, known, scored = self._stage1(text, video_ids, top_k, group_by_video)
         t2 = time.perf_counter()
         scores = self.rerank(text, clip_ids) if known is None else known
         order = np.argsort(-scores, kind="stable")

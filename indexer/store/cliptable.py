@@ -82,6 +82,11 @@ class ClipTable:
         found = (pos < self.n) & (ids[pos_c] == clip_ids) if self.n else np.zeros(len(clip_ids), bool)
         return pos_c, found
 
+    def videos_of(self, clip_ids: np.ndarray) -> np.ndarray:
+        """The video id of each clip (-1 for an id that is not committed); (n,) int64."""
+        pos, found = self.positions(np.asarray(clip_ids, dtype=np.int64))
+        return np.where(found, self.video[pos] if self.n else -1, -1)
+
     def locate(self, clip_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(segment, row) of each id; KeyError for an id that is not committed."""
         pos, found = self.positions(clip_ids)

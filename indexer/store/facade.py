@@ -215,6 +215,11 @@ class Store:
         with self._lock:
             return self._table.filter_live(clip_ids, video_ids)
 
+    def clip_videos(self, clip_ids: np.ndarray) -> np.ndarray:
+        """The video id of each clip (-1 for an id not committed), from memory; (n,) int64."""
+        with self._lock:
+            return self._table.videos_of(clip_ids)
+
     def matrices(self, clip_ids: np.ndarray) -> np.ndarray:
         """(C, n_v, D) float16 video sets of `clip_ids`, gathered from the memory-mapped segments."""
         return self._view.matrices(clip_ids)

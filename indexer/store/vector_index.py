@@ -185,6 +185,10 @@ def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int, 
     lists, stale centroids)."""
     if spec.type in ("flat", "ivf-sq8") and auto_kind(clips, vectors_per_clip, dim, views) != spec.type:
         return True
+    if spec.type == "global-ivf" and auto_kind(clips, vectors_per_clip, dim, views) == "ivf-sq8":
+        # pooled under the rule before views first (a store of a model with views that grew past
+        # 2^27 then): every row again, for the recall the pooled index lost (issue 17)
+        return auto_kind(clips, vectors_per_clip, dim) == "global-ivf"
     if spec.type in ("ivf-sq8", "global-ivf") and spec.trained_clips > 0:
         return clips > 4 * spec.trained_clips
     return False

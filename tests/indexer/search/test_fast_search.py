@@ -258,6 +258,13 @@ def test_a_demo_store_with_views_keeps_its_lists_past_2_27() -> None:
     assert spec.type == "ivf-sq8"
     assert not vi.needs_rebuild(spec, 150_000, 20, 64, views=8)
     assert vi.needs_rebuild(spec, 150_000, 20, 64, views=0)
+    # a store of a model with views made pooled past 2^27 by the rule before views first is
+    # rebuilt token-level at its next check; a model without views, or ViT-B/32 shapes, stay pooled
+    pooled = vi.choose_spec(200_000, 20, 64, "global-ivf")
+    assert vi.needs_rebuild(pooled, 200_000, 20, 64, views=8)
+    assert not vi.needs_rebuild(pooled, 200_000, 20, 64, views=0)
+    assert not vi.needs_rebuild(vi.choose_spec(100_000, 20, 512), 100_000, 20, 512, views=8)
+    assert not vi.needs_rebuild(vi.choose_spec(2_000_000, 20, 64, views=8), 2_000_000, 20, 64, views=8)
 
 
 def test_automatic_index_is_replaced_when_outgrown() -> None:

@@ -142,27 +142,37 @@ def test_a_word_that_matches_is_searched_in_full(
         assert r.timings_ms["rerank"] > 0.01
 
 
-def test_grouped_answers_need_more_moments(
-    built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A grouped answer keeps top_k videos of several moments: the score it needs is the
-    (top_k x moments)-th best, so a word close to a frame in that range is searched in full."""
-    store, mats = built
-    spy = Spy(store, monkeypatch)
-    s = Searcher(store, candidates_per_vector=32)
-    picked: list[int] = []
-    real = s._stage1
-
-    def stage1(text, video_ids, need):  # type: ignore[no-untyped-def]
-        picked.append(need)
-        return real(text, video_ids, need)
-
-    monkeypatch.setattr(s, "_stage1", stage1)
-    text = query(unit(mats[7][:2]), unit(mats[7][FRAMES:]))
-    s.search(text, top_k=4)
-    s.search(text, top_k=4, group_by_video=True, moments_per_video=3)
-    assert picked == [4, 12]
-    assert spy.calls
+def test_a_grouped_answer_needs_its_last_video_not_its_last_moment(tmp_path: Path) -> None:
+    """Grouped by video, a word that names another video's clip matters as long as that clip beats
+    the top_k-th video's best, however many strong clips the first video has: one long video of
+    clips near the views must not hide the second and third videos a word finds."""
+    ident = {"config": {"tau": 100.0, "mode": "trained"}, "dim": DIM, "frames": FRAMES,
+             "num_tokens": VIEWS, "vectors_per_clip": N_V, "weights": "random:grouped"}  # fmt: skip
+    rng = np.random.default_rng(5)
+    topic = unit(rng.standard_normal(DIM))
+    long_video = unit(topic + 0.05 * unit(rng.standard_normal((100, N_V, DIM))))  # 100 clips near the views
+    others = unit(rng.standard_normal((1_000, N_V, DIM)))  # 100 videos of 10 unrelated clips
+    word = unit(rng.standard_normal(DIM))
+    others[30, 0] = unit(word + 0.3 * unit(rng.standard_normal(DIM)))  # one frame of video 4 near the word
+    videos = [long_video] + [others[10 * v : 10 * v + 10] for v in range(100)]
+    with Store.open(tmp_path / "s", ident, create=True, index_type="flat") as store:
+        store.add_videos([
+            (NewVideo(f"/v{v}.mp4", f"v{v}", f"h{v}", 20, 25, 64, 64, "h264", 1),
+             [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(len(m))], m)
+            for v, m in enumerate(videos)
+        ])  # fmt: skip
+        store.rebuild_index("ivf-sq8")
+        views = unit(topic + 0.1 * unit(rng.standard_normal((VIEWS, DIM)))).astype(np.float32)
+        words = np.concatenate([word[None], far_words(rng, np.concatenate(videos), 2)]).astype(np.float32)
+        text = query(words, views)
+        s = Searcher(store)
+        for per_video in (1, 3):
+            want = s.search(text, top_k=3, group_by_video=True, moments_per_video=per_video, exhaustive=True)
+            got = s.search(text, top_k=3, group_by_video=True, moments_per_video=per_video)
+            assert [g.video_id for g in got.groups] == [g.video_id for g in want.groups]
+            assert len(got.groups) == 3 and got.groups[1].video_id == 5  # the word's video, second
+        # ungrouped, the 10 best moments are all the long video's: the word's clip is not needed
+        assert {m.video_id for m in s.search(text, top_k=10).moments} == {1}
 
 
 @pytest.mark.parametrize("kind", ["flat", "global-ivf"])

@@ -531,6 +531,33 @@ def test_growing_store_passes_through_token_level_ivf(
         assert again.stats().index["type"] == "global-ivf" and again.verify().ok
 
 
+def test_a_pooled_store_of_a_model_with_views_goes_back_to_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store of a model with views that went pooled under the rule before views first (here: a
+    views range of 0) is rebuilt token-level by its next commit once the rule keeps every row, and
+    a reader follows."""
+    from indexer.store import vector_index
+
+    monkeypatch.setattr(vector_index, "FLAT_MAX_ELEMENTS", 10 * NV * D)
+    monkeypatch.setattr(vector_index, "TOKEN_IVF_MAX_ELEMENTS", 20 * NV * D)
+    monkeypatch.setattr(vector_index, "VIEWS_TOKEN_MAX_ELEMENTS", 20 * NV * D)  # the rule before
+    rng = np.random.default_rng(14)
+    writer = Store.open(tmp_path, identity(), create=True)
+    for i in range(15):
+        add(writer, rng, i, clips=2)
+    assert writer.stats().index["type"] == "global-ivf"
+    reader = Store.open(tmp_path)
+    monkeypatch.setattr(vector_index, "VIEWS_TOKEN_MAX_ELEMENTS", 1000 * NV * D)  # views first
+    add(writer, rng, 15, clips=2)
+    index = writer.stats().index
+    assert index["type"] == "ivf-sq8" and index["trained_clips"] == 32
+    assert writer.stats().index_vectors == 32 * NV and writer.verify().ok
+    assert reader.stats().index == index and reader.verify().ok
+    writer.close()
+    reader.close()
+
+
 def test_pooled_rebuild_reuses_the_index_vectors(tmp_path: Path) -> None:
     """global -> global-ivf -> global rebuilds: the pooled vectors are read back from FAISS or
     pooled again; either way they are the clips' pooled vectors (8-bit codes: to their precision)."""
