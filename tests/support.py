@@ -12,13 +12,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+import numpy as np
 
 from indexer.corpora.lavfi import render_lavfi
+from indexer.store import ClipSpan, NewVideo
 
 if TYPE_CHECKING:
     from tests.cli_forks import CliForks, ForkedRun
@@ -28,6 +30,16 @@ READY_TIMEOUT = 120.0
 
 
 # --- inputs ---------------------------------------------------------------------------------------
+
+
+def clip_videos(per_video: Sequence[np.ndarray]) -> list[tuple[NewVideo, list[ClipSpan], np.ndarray]]:
+    """`Store.add_videos` batches of synthetic videos, one per (clips, n_v, D) matrix block: 4 s clips
+    every 2 s, video v at /v{v}.mp4."""
+    return [
+        (NewVideo(f"/v{v}.mp4", f"v{v}", f"h{v}", 20, 25, 64, 64, "h264", 1),
+         [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(len(m))], m)
+        for v, m in enumerate(per_video)
+    ]  # fmt: skip
 
 
 def colour_video(path: Path, colour: str, seconds: float, size: str = "96x64", speed: int = 30) -> Path:

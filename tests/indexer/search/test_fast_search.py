@@ -15,6 +15,7 @@ from indexer.store import ClipSpan, NewVideo, Store
 from indexer.store import vector_index as vi
 from indexer.store.backends.faiss_local import FaissBackend
 from model import TextSets, one_query_scores, partial_alignment_scores
+from tests.support import clip_videos
 
 DIM, N_V = 32, 6
 
@@ -97,12 +98,7 @@ def _store(root: Path, clips: int, index_type: str) -> tuple[Store, np.ndarray]:
     centres = unit(rng.standard_normal((20, DIM)))
     topic = rng.integers(20, size=clips)
     mats = unit(centres[topic][:, None, :] + 0.8 * unit(rng.standard_normal((clips, N_V, DIM))))
-    batch = [
-        (NewVideo(f"/v{v}.mp4", f"v{v}", f"h{v}", 20, 25, 64, 64, "h264", 1),
-         [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(10)], mats[10 * v : 10 * v + 10])
-        for v in range(clips // 10)
-    ]  # fmt: skip
-    store.add_videos(batch)
+    store.add_videos(clip_videos([mats[10 * v : 10 * v + 10] for v in range(clips // 10)]))
     store.flush()
     return store, mats.astype(np.float32)
 

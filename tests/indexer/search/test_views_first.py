@@ -13,7 +13,8 @@ import torch
 
 from indexer.search import searcher as searcher_module
 from indexer.search.searcher import Searcher
-from indexer.store import ClipSpan, NewVideo, Store
+from indexer.store import Store
+from tests.support import clip_videos
 
 DIM, FRAMES, VIEWS = 32, 4, 2
 N_V = FRAMES + VIEWS
@@ -41,12 +42,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, np.
     centres = unit(rng.standard_normal((30, DIM)))  # topics: clips of one share a direction
     topic = rng.integers(30, size=CLIPS)
     mats = unit(centres[topic][:, None, :] + 0.8 * unit(rng.standard_normal((CLIPS, N_V, DIM))))
-    batch = [
-        (NewVideo(f"/v{v}.mp4", f"v{v}", f"h{v}", 20, 25, 64, 64, "h264", 1),
-         [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(10)], mats[10 * v : 10 * v + 10])
-        for v in range(CLIPS // 10)
-    ]  # fmt: skip
-    store.add_videos(batch)
+    store.add_videos(clip_videos([mats[10 * v : 10 * v + 10] for v in range(CLIPS // 10)]))
     store.flush()
     store.rebuild_index("ivf-sq8")
     assert store.index_spec.type == "ivf-sq8" and store.index_spec.nprobe >= 16
@@ -156,11 +152,7 @@ def test_a_grouped_answer_needs_its_last_video_not_its_last_moment(tmp_path: Pat
     others[30, 0] = unit(word + 0.3 * unit(rng.standard_normal(DIM)))  # one frame of video 4 near the word
     videos = [long_video] + [others[10 * v : 10 * v + 10] for v in range(100)]
     with Store.open(tmp_path / "s", ident, create=True, index_type="flat") as store:
-        store.add_videos([
-            (NewVideo(f"/v{v}.mp4", f"v{v}", f"h{v}", 20, 25, 64, 64, "h264", 1),
-             [ClipSpan(2.0 * c, 2.0 * c + 4) for c in range(len(m))], m)
-            for v, m in enumerate(videos)
-        ])  # fmt: skip
+        store.add_videos(clip_videos(videos))
         store.rebuild_index("ivf-sq8")
         views = unit(topic + 0.1 * unit(rng.standard_normal((VIEWS, DIM)))).astype(np.float32)
         words = np.concatenate([word[None], far_words(rng, np.concatenate(videos), 2)]).astype(np.float32)
