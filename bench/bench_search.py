@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from indexer.search.searcher import Searcher  # noqa: E402
-from indexer.store import ClipSpan, NewVideo, Store  # noqa: E402
+from indexer.store import ClipSpan, NewVideo, Store, searched_views  # noqa: E402
 from indexer.store import vector_index as vi  # noqa: E402
 from model import TextSets, partial_alignment_scores  # noqa: E402
 
@@ -86,18 +86,26 @@ class Corpus:
 
 
 def build_store(
-    root: Path, corpus: Corpus, clips: int, index_type: str | None, identity: dict | None = None
+    root: Path,
+    corpus: Corpus,
+    clips: int,
+    index_type: str | None,
+    identity: dict | None = None,
+    trained: bool = False,
 ) -> tuple[Store, float]:
     """A store of `clips` clips (videos of CLIPS_PER_VIDEO) with the FAISS index `index_type`
-    (None: the store's own choice by size, upgraded as it grows, as ingestion does)."""
+    (None: the store's own choice by size, upgraded as it grows, as ingestion does). trained: the
+    store's model identity is a (made-up) trained checkpoint's, so its K views are searched first
+    and its token-level range is the one of a trained model (`indexer.store.searched_views`)."""
+    weights = f"checkpoint:bench-{corpus.dist}" if trained else f"random:bench-{corpus.dist}"
     ident = identity or {
         "config": {"backbone": "random", "tau": 100.0, "mode": "trained"},
-        "checkpoint_sha256": None,
+        "checkpoint_sha256": weights.split(":")[1] if trained else None,
         "dim": corpus.dim,
         "frames": corpus.n_v - 8,
         "num_tokens": 8,
         "vectors_per_clip": corpus.n_v,
-        "weights": f"random:bench-{corpus.dist}",
+        "weights": weights,
     }
     t0 = time.perf_counter()
     store = Store.open(root, ident, create=True, index_type=None if index_type is None else "global")
@@ -246,7 +254,8 @@ def bench_size(
     if args.auto_index:
         index_type = None  # what ingestion does: the store picks and upgrades its index by itself
     rss0 = rss_mib()
-    store, build_s = build_store(tmp / f"{dist}-{clips}", corpus, clips, index_type)
+    trained = args.words == "random"  # a trained model's queries and store, emulated
+    store, build_s = build_store(tmp / f"{dist}-{clips}", corpus, clips, index_type, trained=trained)
     queries = make_queries(store, corpus, args.queries, args.n_t, words=args.words)
     n_ref = min(len(queries), args.reference_queries or len(queries))
     t0 = time.perf_counter()
@@ -282,7 +291,7 @@ def bench_size(
                     m["cand_ms"], m["rerank_ms"], m["p50"], m["p95"], m["recall"], ex50 / m["p50"], n_ref)
             )  # fmt: skip
     if args.kinds:
-        views = int(store.identity.get("num_tokens") or 0)
+        views = searched_views(store.identity)
         store.rebuild_index(index_type or vi.auto_kind(clips, corpus.n_v, corpus.dim, views))
     if clips <= args.token_max:
         # the token-level first stage (every row in FAISS) for the comparison the SPEC asks for
@@ -346,7 +355,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--n-t", type=int, default=16, help="query rows (valid tokens + K views)")
     ap.add_argument(
         "--words", choices=["near", "random"], default="near",
-        help="query word rows built like the views (near), or random as a trained model's (random)",
+        help="query word rows built like the views (near), or random as a trained model's (random: "
+        "the store is then a trained checkpoint's, searched views first)",
     )  # fmt: skip
     ap.add_argument("--topics", type=int, default=2000, help="clustered: at most this many centres")
     ap.add_argument("--clips-per-topic", type=int, default=50)

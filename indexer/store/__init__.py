@@ -4,7 +4,7 @@
 """
 
 from indexer.store.facade import Store
-from indexer.store.identity import identity_differences, store_identity
+from indexer.store.identity import identity_differences, searched_views, store_identity
 from indexer.store.layout import MANIFEST, finish_swap, swap_in
 from indexer.store.records import (
     ClipRecord,
@@ -34,6 +34,7 @@ __all__ = [
     "VideoRecord",
     "finish_swap",
     "identity_differences",
+    "searched_views",
     "store_identity",
     "swap_in",
 ]

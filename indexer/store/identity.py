@@ -36,6 +36,16 @@ def store_identity(model: T2VParser) -> dict[str, Any]:
     return ident
 
 
+def searched_views(identity: dict[str, Any]) -> int:
+    """K when the store's model is a trained checkpoint with K decomposition views, else 0. A
+    trained model's views carry the matches (issue 17: no word vector of a trained demo query
+    reached the exact 10th best score), so stage 1 searches them first and the token-level index
+    reaches further (`vector_index.auto_kind`); random or pretrained-only weights have untrained
+    views, and zero-shot / meanP models none."""
+    trained = str(identity.get("weights") or "").startswith("checkpoint:")
+    return int(identity.get("num_tokens") or 0) if trained else 0
+
+
 def identity_differences(stored: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """Human-readable differences between two identities (empty when compatible)."""
     diffs: list[str] = []

@@ -21,6 +21,7 @@ import numpy as np
 
 from indexer.store import layout
 from indexer.store import vector_index as vi
+from indexer.store.identity import searched_views
 from indexer.store.records import StoreError
 from indexer.store.segments import CHUNK
 
@@ -53,7 +54,7 @@ class IndexLifecycle:
         self.manifest = manifest
         self.dim = int(manifest["dim"])
         self.vectors_per_clip = int(manifest["vectors_per_clip"])
-        self.views = int(manifest["model"].get("num_tokens") or 0)  # K: searched first (auto_kind)
+        self.views = searched_views(manifest["model"])  # K searched first (auto_kind), or 0
         self._lock = lock
         self._index: faiss.Index | None = None  # None until loaded, and between generations
         self.spec = vi.IndexSpec()

@@ -35,7 +35,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, np.
         "frames": FRAMES,
         "num_tokens": VIEWS,
         "vectors_per_clip": N_V,
-        "weights": "random:views-first",
+        "weights": "checkpoint:views-first",
     }
     store = Store.open(root, ident, create=True, index_type="flat")
     rng = np.random.default_rng(0)
@@ -143,7 +143,7 @@ def test_a_grouped_answer_needs_its_last_video_not_its_last_moment(tmp_path: Pat
     the top_k-th video's best, however many strong clips the first video has: one long video of
     clips near the views must not hide the second and third videos a word finds."""
     ident = {"config": {"tau": 100.0, "mode": "trained"}, "dim": DIM, "frames": FRAMES,
-             "num_tokens": VIEWS, "vectors_per_clip": N_V, "weights": "random:grouped"}  # fmt: skip
+             "num_tokens": VIEWS, "vectors_per_clip": N_V, "weights": "checkpoint:grouped"}  # fmt: skip
     rng = np.random.default_rng(5)
     topic = unit(rng.standard_normal(DIM))
     long_video = unit(topic + 0.05 * unit(rng.standard_normal((100, N_V, DIM))))  # 100 clips near the views
@@ -183,6 +183,26 @@ def test_other_indexes_search_every_vector_at_once(
         assert r.moments[0].clip_id == 4
     finally:
         store.rebuild_index("ivf-sq8")
+
+
+@pytest.mark.parametrize("weights", ["random:untrained", "pretrained:openai"])
+def test_untrained_views_do_not_come_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weights: str
+) -> None:
+    """Random or pretrained-only weights have untrained decomposition views: every vector is
+    searched at once, and the token-level index keeps the range of a model without views."""
+    ident = {"config": {"tau": 100.0, "mode": "trained"}, "dim": DIM, "frames": FRAMES,
+             "num_tokens": VIEWS, "vectors_per_clip": N_V, "weights": weights}  # fmt: skip
+    rng = np.random.default_rng(6)
+    mats = unit(rng.standard_normal((600, N_V, DIM)))
+    with Store.open(tmp_path / "s", ident, create=True) as store:
+        store.add_videos(clip_videos([mats[10 * v : 10 * v + 10] for v in range(60)]))
+        store.rebuild_index("ivf-sq8")
+        spy = Spy(store, monkeypatch)
+        text = query(unit(mats[3][:3]), unit(mats[3][FRAMES:]))
+        assert Searcher(store, candidates_per_vector=32).search(text, top_k=5).moments[0].clip_id == 4
+        assert spy.calls == [(3 + VIEWS, 32, None)]
+        assert store._faiss.views == 0  # type: ignore[attr-defined]
 
 
 def test_views_first_keeps_the_exact_top_on_clustered_queries(built: tuple[Store, np.ndarray]) -> None:
