@@ -28,13 +28,14 @@ FLAT_MAX_ELEMENTS = 1 << 20
 # scan grow with clips, not rows (every row at 1M ViT-B/32 clips: 10 GB of codes; at 1M clips of the
 # D=64 demo model 1.3 GB and 48.6 ms of stage 1, past the 40 ms goal for the whole search, issue 17).
 TOKEN_IVF_MAX_ELEMENTS = 1 << 27
-# A model with views is searched views first on a token-level index (indexer/search/searcher.py:
-# 8 of a demo query's ~19 vectors, and only its views' few hundred clips reranked), so every-row
-# keys stay affordable further for it: past 2^27 while a clip holds at most 2,048 stored floats
-# (the demo model's 20 rows of D=64: 1.25 KiB of codes a clip), up to 2^31 (2 GiB of codes, 1.6M demo
-# clips). The pooled index kept 0.13-0.84 of the exact top-10 on 81k-200k trained demo clips, the
-# token-level one views first 0.985-0.997 (issue 17, docs/BENCHMARKS.md). Wider clips (ViT-B/32: 20
-# x 512, 10 KiB a clip) would scan 8x more a clip than the demo model: the pooled index past 2^27.
+# A trained model with views (`identity.searched_views`) is searched views first on a token-level
+# index (indexer/search/searcher.py: 8 of a demo query's ~19 vectors, and only its views' few
+# hundred clips reranked), so every-row keys stay affordable further for it: past 2^27 while a clip
+# holds at most 2,048 stored floats (the demo model's 20 rows of D=64: 1.25 KiB of codes a clip),
+# up to 2^31 (2 GiB of codes, 1.6M demo clips). The pooled index kept 0.15-0.84 of the exact top-10
+# on 9.8k-200k trained demo clips, the token-level one views first 0.985-0.997 (issue 17,
+# docs/BENCHMARKS.md). Wider clips (ViT-B/32: 20 x 512, 10 KiB a clip) would scan 8x more a clip
+# than the demo model: the pooled index past 2^27.
 VIEWS_TOKEN_MAX_ELEMENTS = 1 << 31
 VIEWS_TOKEN_MAX_CLIP_ELEMENTS = 2048
 INDEX_TYPES = ("flat", "ivf", "ivf-sq8", "ivf-pq", "hnsw", "global", "global-ivf")

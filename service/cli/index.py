@@ -313,9 +313,9 @@ def compact(
         help="pin the first-stage FAISS index: 'flat' (every row, exact), 'global' (one pooled vector "
         "per clip, exact), 'global-ivf' (pooled, inverted lists), 'ivf-sq8', 'ivf', 'ivf-pq' or 'hnsw' "
         "(every row). Default: a pinned store keeps its type; else by size - 'flat' while rows x D "
-        "<= 2^20, 'ivf-sq8' (every row, 8-bit "
-        "codes in inverted lists) up to 2^27 (2^31 for a model with views and <= 2,048 floats a clip), "
-        "then 'global-ivf'; IVF lists retrained as the store grows 4x",
+        "<= 2^20, 'ivf-sq8' (every row, 8-bit codes in inverted lists) up to 2^27 (2^31 for a "
+        "trained model with views and <= 2,048 floats a clip), then 'global-ivf'; IVF lists "
+        "retrained as the store grows 4x",
     ),
 ) -> None:
     """Drop deleted clips from disk and rebuild the FAISS index."""
