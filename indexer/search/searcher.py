@@ -331,7 +331,9 @@ class Searcher:
             clip_ids, known, scored = self._stage1(text, video_ids, top_k, group_by_video)
         t2 = time.perf_counter()
         scores = self.rerank(text, clip_ids) if known is None else known
-        order = np.argsort(-scores, kind="stable")
+        # best first; equal scores (a still scene's identical windows) by clip id, the earlier
+        # moment first, whatever order stage 1 found them in
+        order = np.lexsort((clip_ids, -scores))
         if min_score is not None:
             order = order[scores[order] >= min_score]
         t3 = time.perf_counter()

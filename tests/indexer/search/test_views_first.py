@@ -221,3 +221,25 @@ def test_views_first_keeps_the_exact_top_on_clustered_queries(built: tuple[Store
         scores = s.rerank(text, ids)
         every += len(top & set(ids[np.argsort(-scores, kind="stable")[:5]].tolist()))
     assert found >= every - 1 and found / 60 >= 0.95
+
+
+def test_tied_moments_come_in_clip_order(tmp_path: Path) -> None:
+    """Clips with identical matrices (a still scene's windows) score the same: they are answered
+    in clip id order (the earlier moment first), as the exhaustive reference orders them, whatever
+    order stage 1 found them in."""
+    ident = {"config": {"tau": 100.0, "mode": "trained"}, "dim": DIM, "frames": FRAMES,
+             "num_tokens": VIEWS, "vectors_per_clip": N_V, "weights": "checkpoint:ties"}  # fmt: skip
+    rng = np.random.default_rng(7)
+    mats = unit(rng.standard_normal((600, N_V, DIM)))
+    still = unit(rng.standard_normal((N_V, DIM)))
+    twins = [37, 5, 412, 230]  # added in this order of ids: 6, 38, 231, 413
+    mats[twins] = still
+    with Store.open(tmp_path / "s", ident, create=True) as store:
+        store.add_videos(clip_videos([mats[10 * v : 10 * v + 10] for v in range(60)]))
+        store.rebuild_index("ivf-sq8")
+        text = query(unit(still[:3] + 0.2 * unit(rng.standard_normal((3, DIM)))), still[FRAMES:])
+        for s in (Searcher(store), Searcher(store, candidates_per_vector=4)):
+            r = s.search(text, top_k=4)
+            assert len({m.score for m in r.moments}) == 1  # one score: ties
+            assert [m.clip_id for m in r.moments] == [6, 38, 231, 413]
+            assert [m.clip_id for m in r.moments] == exact_top(s, text, 4)
