@@ -5,6 +5,7 @@ Plain functions and classes only; the pytest fixtures built on them are in tests
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -30,6 +32,16 @@ READY_TIMEOUT = 120.0
 
 
 # --- inputs ---------------------------------------------------------------------------------------
+
+
+def load_bench(name: str) -> ModuleType:
+    """The benchmark script bench/`name`.py as a module (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def clip_videos(per_video: Sequence[np.ndarray]) -> list[tuple[NewVideo, list[ClipSpan], np.ndarray]]:

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench_search import Corpus, build_store, make_queries
-from tests.support import REPO
+from tests.support import REPO, load_bench
+
+bench_search = load_bench("bench_search")
 
 
 def test_random_words_leave_the_match_to_the_views(tmp_path: Path) -> None:
-    corpus = Corpus("clustered", 64, 10, topics=20)
-    store, _ = build_store(tmp_path / "s", corpus, 400, None)
+    corpus = bench_search.Corpus("clustered", 64, 10, topics=20)
+    store, _ = bench_search.build_store(tmp_path / "s", corpus, 400, None)
     try:
         rows = store.matrices(store.live_clip_ids()).astype(np.float32).reshape(-1, 64)  # every stored row
-        near = make_queries(store, corpus, 6, 12)
-        far = make_queries(store, corpus, 6, 12, words="random")
+        near = bench_search.make_queries(store, corpus, 6, 12)
+        far = bench_search.make_queries(store, corpus, 6, 12, words="random")
         k = int(store.identity["num_tokens"])  # 8 views: the last 8 of the 12 rows
         for a, b in zip(near, far, strict=True):
             best_a = (a.vectors[0].numpy() @ rows.T).max(axis=1)  # (12,) best cosine of each row

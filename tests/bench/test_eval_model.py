@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -14,18 +12,13 @@ import pytest
 
 from model.time_reversal import ReversalLexicon
 from tests.cli_forks import CliForks
-from tests.support import REPO, tiny_checkpoint
+from tests.support import REPO, load_bench, tiny_checkpoint
 
 SCRIPT = REPO / "bench" / "eval_model.py"
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_model", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("eval_model")
 
 
 def test_span_match_arithmetic() -> None:
