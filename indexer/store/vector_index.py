@@ -33,7 +33,7 @@ TOKEN_IVF_MAX_ELEMENTS = 1 << 27
 # hundred clips reranked), so every-row keys stay affordable further for it: past 2^27 while a clip
 # holds at most 2,048 stored floats (the demo model's 20 rows of D=64: 1.25 KiB of codes a clip),
 # up to 2^31 (2 GiB of codes, 1.6M demo clips). The pooled index kept 0.15-0.84 of the exact top-10
-# on 9.8k-200k trained demo clips, the token-level one views first 0.985-0.997 (issue 17,
+# on 9.8k-200k trained demo clips, the token-level one views first 0.995-0.998 (issue 17,
 # docs/BENCHMARKS.md). Wider clips (ViT-B/32: 20 x 512, 10 KiB a clip) would scan 8x more a clip
 # than the demo model: the pooled index past 2^27.
 VIEWS_TOKEN_MAX_ELEMENTS = 1 << 31
