@@ -8,10 +8,10 @@
     result.timings_ms -> {'encode', 'candidates', 'rerank', 'metadata', 'total'}
 
 Stage 1 searches the FAISS index with the query's vectors and unions the hit clips (a token-level
-IVF index of a model with views: the K views first, then only the word vectors a quick look finds
-close enough to matter; otherwise every valid vector); stage 2 scores those clips exactly with
-`partial_alignment_scores` over their stored float16 (T+K) x D matrices. `exhaustive_scores`
-scores every live clip (the recall reference).
+IVF index of a trained model with views: the K views first, then only the word vectors a quick
+look finds close enough to matter; otherwise every valid vector); stage 2 scores those clips
+exactly with `partial_alignment_scores` over their stored float16 (T+K) x D matrices.
+`exhaustive_scores` scores every live clip (the recall reference).
 A Searcher is safe to share between threads (the store serialises what needs it).
 """
 
