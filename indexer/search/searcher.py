@@ -157,13 +157,14 @@ class Searcher:
     ) -> np.ndarray:
         """Stage 1: the clips to score exactly, live ones only, for an answer of `top_k` moments
         (what decides which word vectors are searched when views come first)."""
-        return self._stage1(text, video_ids, top_k, grouped=False)[0]
+        return self._stage1(text, video_ids, top_k, per_video=0)[0]
 
     def _stage1(
-        self, text: TextSets, video_ids: Sequence[int] | None, top_k: int, grouped: bool
+        self, text: TextSets, video_ids: Sequence[int] | None, top_k: int, per_video: int
     ) -> tuple[np.ndarray, np.ndarray | None, float]:
         """(candidate clip ids, their exact scores when stage 1 already has them (else None),
-        seconds of exact scoring stage 1 did); `grouped`: the answer is `top_k` videos."""
+        seconds of exact scoring stage 1 did); `per_video` > 0: the answer is `top_k` videos of
+        up to `per_video` moments each."""
         if video_ids is not None:
             ids = self.store.live_clip_ids(video_ids)
             if len(ids) <= FILTER_EXACT_MAX_CLIPS:
@@ -186,7 +187,7 @@ class Searcher:
         t0 = time.perf_counter()
         scores = self.rerank(text, ids)
         scored = time.perf_counter() - t0
-        floor = self._needed_score(ids, scores, top_k, grouped)
+        floor = self._needed_score(ids, scores, top_k, per_video)
         words = vecs[:-views]  # (m - K, D)
         look = max(1, spec.nprobe // WORD_PROBE_SHARE)
         best, found = self.store.candidates(words, 1, self.faiss_threads, probes=look)  # (m - K, 1)
@@ -207,20 +208,27 @@ class Searcher:
         out[~seen] = self.rerank(text, merged[~seen])
         return merged, out, scored + time.perf_counter() - t0
 
-    def _needed_score(self, ids: np.ndarray, scores: np.ndarray, top_k: int, grouped: bool) -> float:
+    def _needed_score(self, ids: np.ndarray, scores: np.ndarray, top_k: int, per_video: int) -> float:
         """The score a clip must reach to change an answer built from these scored clips: the
-        top_k-th best, or (grouped by video) the best of the top_k-th video; -inf when they give
-        fewer moments or videos than that."""
-        if not grouped:
+        top_k-th best; grouped (`per_video` > 0), the lowest of the top_k-th video's best and each
+        top video's per_video-th moment. -inf when the clips give fewer moments or videos."""
+        if per_video <= 0:
             if len(scores) < top_k:
                 return -np.inf
             return float(np.partition(scores, len(scores) - top_k)[-top_k])
         order = np.argsort(-scores, kind="stable")
-        videos = self.store.clip_videos(ids[order])
-        _, first = np.unique(videos, return_index=True)  # each video's best clip, as positions in order
-        if len(first) < top_k:
+        videos = self.store.clip_videos(ids[order])  # best clip first
+        top, first, counts = np.unique(videos, return_index=True, return_counts=True)
+        if len(top) < top_k:
             return -np.inf
-        return float(scores[order][np.sort(first)[top_k - 1]])
+        kept = np.argsort(first, kind="stable")[:top_k]  # the top_k videos, by their best clip
+        if (counts[kept] < per_video).any():
+            return -np.inf  # a kept video's later moments may be anywhere below
+        ranked = scores[order]
+        floor = float(ranked[first[kept[-1]]])
+        for v in top[kept]:
+            floor = min(floor, float(ranked[videos == v][per_video - 1]))
+        return floor
 
     def _merge(
         self, hits: list[tuple[np.ndarray, np.ndarray]], video_ids: Sequence[int] | None, cap: int
@@ -328,7 +336,8 @@ class Searcher:
         if exhaustive:
             clip_ids = self.store.live_clip_ids(video_ids)
         else:
-            clip_ids, known, scored = self._stage1(text, video_ids, top_k, group_by_video)
+            per_video = max(1, moments_per_video) if group_by_video else 0
+            clip_ids, known, scored = self._stage1(text, video_ids, top_k, per_video)
         t2 = time.perf_counter()
         scores = self.rerank(text, clip_ids) if known is None else known
         # best first; equal scores (a still scene's identical windows) by clip id, the earlier

@@ -167,6 +167,32 @@ def test_a_grouped_answer_needs_its_last_video_not_its_last_moment(tmp_path: Pat
         assert {m.video_id for m in s.search(text, top_k=10).moments} == {1}
 
 
+def test_a_grouped_answer_keeps_a_top_video_s_moment_only_a_word_finds(tmp_path: Path) -> None:
+    """Grouped with several moments a video, a word that names a second moment of a top video
+    matters even below the last video's best: that video's second moment is in the answer."""
+    ident = {"config": {"tau": 100.0, "mode": "trained"}, "dim": DIM, "frames": FRAMES,
+             "num_tokens": VIEWS, "vectors_per_clip": N_V, "weights": "checkpoint:moments"}  # fmt: skip
+    rng = np.random.default_rng(8)
+    mats = unit(rng.standard_normal((600, N_V, DIM)))
+    topic, word = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+    mats[0] = unit(topic + 0.05 * unit(rng.standard_normal((N_V, DIM))))  # video 1's first clip
+    mats[10] = unit(topic + 0.3 * unit(rng.standard_normal((N_V, DIM))))  # video 2's first clip
+    mats[5, 0] = unit(word + 0.6 * unit(rng.standard_normal(DIM)))  # one frame of video 1's 6th clip
+    with Store.open(tmp_path / "s", ident, create=True) as store:
+        store.add_videos(clip_videos([mats[10 * v : 10 * v + 10] for v in range(60)]))
+        store.rebuild_index("ivf-sq8")
+        views = unit(topic + 0.1 * unit(rng.standard_normal((VIEWS, DIM)))).astype(np.float32)
+        words = np.concatenate([word[None], far_words(rng, mats, 2)]).astype(np.float32)
+        text = query(words, views)
+        s = Searcher(store, candidates_per_vector=16)
+        want = s.search(text, top_k=2, group_by_video=True, moments_per_video=3, exhaustive=True)
+        assert [m.clip_id for m in want.groups[0].moments][:2] == [1, 6]  # the word's clip second
+        assert want.groups[1].video_id == 2 and want.groups[1].score > want.groups[0].moments[1].score
+        got = s.search(text, top_k=2, group_by_video=True, moments_per_video=3)
+        assert [g.video_id for g in got.groups] == [1, 2]
+        assert [m.clip_id for m in got.groups[0].moments][:2] == [1, 6]
+
+
 @pytest.mark.parametrize("kind", ["flat", "global-ivf"])
 def test_other_indexes_search_every_vector_at_once(
     tmp_path: Path, built: tuple[Store, np.ndarray], monkeypatch: pytest.MonkeyPatch, kind: str
