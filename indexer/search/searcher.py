@@ -199,11 +199,10 @@ class Searcher:
         word_hits = self.store.candidates(near, k, self.faiss_threads)
         merged = self._merge([view_hits, word_hits], video_ids, cap)
         # the views' clips keep their scores; only the clips the words added are scored now
-        order = np.argsort(ids)
-        at = np.minimum(np.searchsorted(ids[order], merged), max(len(ids) - 1, 0))
-        seen = ids[order][at] == merged if len(ids) else np.zeros(len(merged), dtype=bool)
+        seen = np.isin(merged, ids)
+        by_id = np.argsort(ids)
         out = np.empty(len(merged), dtype=np.float32)
-        out[seen] = scores[order][at[seen]]
+        out[seen] = scores[by_id[np.searchsorted(ids, merged[seen], sorter=by_id)]]
         t0 = time.perf_counter()
         out[~seen] = self.rerank(text, merged[~seen])
         return merged, out, scored + time.perf_counter() - t0
