@@ -186,10 +186,14 @@ def needs_rebuild(spec: IndexSpec, clips: int, vectors_per_clip: int, dim: int, 
     lists, stale centroids)."""
     if spec.type in ("flat", "ivf-sq8") and auto_kind(clips, vectors_per_clip, dim, views) != spec.type:
         return True
-    if spec.type == "global-ivf" and auto_kind(clips, vectors_per_clip, dim, views) == "ivf-sq8":
+    if (
+        spec.type == "global-ivf"
+        and auto_kind(clips, vectors_per_clip, dim, views) == "ivf-sq8"
+        and auto_kind(clips, vectors_per_clip, dim) == "global-ivf"
+    ):
         # pooled under the rule before views first (a store of a model with views that grew past
         # 2^27 then): every row again, for the recall the pooled index lost (issue 17)
-        return auto_kind(clips, vectors_per_clip, dim) == "global-ivf"
+        return True
     if spec.type in ("ivf-sq8", "global-ivf") and spec.trained_clips > 0:
         return clips > 4 * spec.trained_clips
     return False
@@ -419,8 +423,8 @@ def search(
     nprobe = ivf.nprobe if ivf is not None else 0
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(max(1, threads))
-    if ivf is not None and probes:
-        ivf.nprobe = max(1, min(int(probes), ivf.nlist))
+    if ivf is not None:
+        ivf.nprobe = max(1, min(int(probes or nprobe), ivf.nlist))
     try:
         scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     finally:
